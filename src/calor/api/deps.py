@@ -1,0 +1,45 @@
+"""Request-scoped helpers shared by the routes: the platform, the caller, bodies, responses."""
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from calor.domain.errors import BadRequest
+from calor.services.platform import Platform
+from calor.store.users import User
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.platform  # type: ignore[no-any-return]
+
+
+async def current_user(request: Request) -> User:
+    p = platform(request)
+    return await run_in_threadpool(p.users.authenticate, request.headers.get("authorization"))
+
+
+PlatformDep = Annotated[Platform, Depends(platform)]
+UserDep = Annotated[User, Depends(current_user)]
+
+
+async def json_body(request: Request, required: bool = True) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise BadRequest("the request needs a JSON body")
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status_code=status, media_type="application/json")
+
+
+def text_response(value: str) -> Response:
+    return Response(value, media_type="text/plain; charset=utf-8")

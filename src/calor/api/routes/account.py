@@ -1,0 +1,101 @@
+"""Account and platform endpoints: settings, info, profiles, hardware constraints."""
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from calor.api.deps import PlatformDep, UserDep, json_response
+from calor.domain.profiles import PROFILES, get_profile
+
+router = APIRouter()
+
+
+@router.get("/settings")
+async def settings(p: PlatformDep, _: UserDep) -> Response:
+    return json_response({"storage": p.settings.storage_url})
+
+
+@router.get("/info")
+async def info(p: PlatformDep, user: UserDep) -> Response:
+    counts = await run_in_threadpool(p.tasks.counts, user.id)
+    limits = p.settings.limits
+    cores = p.host.cores
+    quota = {
+        "maxCores": cores,
+        "runningCoresCount": counts.running_core_count,
+        "maxInstances": limits.max_instances_per_task,
+        "runningInstancesCount": counts.running_instance_count,
+    }
+    return json_response(
+        {
+            "email": user.email,
+            "maxBucket": 0,
+            "bucketCount": 0,
+            "quotaBytesBucket": 0,
+            "usedQuotaBytesBucket": 0,
+            "taskCount": counts.task_count,
+            "maxTask": limits.max_tasks_per_user,
+            "runningTaskCount": counts.running_task_count,
+            "maxRunningTask": limits.max_running_tasks_per_user,
+            "maxInstances": limits.max_instances_per_task,
+            "maxFlexCores": cores,
+            "maxFlexInstances": limits.max_instances_per_task,
+            "runningFlexCoreCount": counts.running_core_count,
+            "runningFlexInstanceCount": counts.running_instance_count,
+            "maxPool": 0,
+            "poolCount": 0,
+            "maxRunningPool": 0,
+            "runningPoolCount": 0,
+            "runningInstanceCount": counts.running_instance_count,
+            "runningCoreCount": counts.running_core_count,
+            "projects": [],
+            "computingQuotas": {
+                "user": {"flex": quota, "onDemand": quota, "reserved": []},
+                "organization": None,
+            },
+        }
+    )
+
+
+@router.get("/profiles")
+async def profiles(_: UserDep) -> Response:
+    return json_response(sorted(PROFILES))
+
+
+@router.get("/profiles/{name}")
+async def profile(name: str, _: UserDep) -> Response:
+    prof = get_profile(name)
+    return json_response(
+        {
+            "name": prof.name,
+            "constants": [
+                {"name": c.name, "value": c.value, "description": c.description}
+                for c in prof.constants
+            ],
+        }
+    )
+
+
+def _constraints(cores: int, memory_mb: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"discriminator": "MinimumCoreHardwareConstraint", "coreCount": n}
+        for n in range(1, cores + 1)
+    ]
+    out.append({"discriminator": "MaximumRamHardwareConstraint", "maximumMemoryMB": memory_mb})
+    out.append({"discriminator": "NoGpuHardwareConstraint"})
+    return out
+
+
+@router.get("/hardware-constraints")
+async def hardware_constraints(
+    p: PlatformDep, _: UserDep, limit: int = 50, offset: int = 0
+) -> Response:
+    everything = _constraints(p.host.cores, p.host.memory_mb)
+    limit = max(1, min(limit, 1000))
+    offset = max(0, offset)
+    return json_response(
+        {"data": everything[offset : offset + limit], "offset": offset, "limit": limit,
+         "total": len(everything)}
+    )

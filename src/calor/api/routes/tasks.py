@@ -1,0 +1,219 @@
+"""Task endpoints (contract §2.2): submit, read, list, page, search, output, abort, delete."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from calor.api.errors import status_of
+from calor.api.deps import PlatformDep, UserDep, json_body, json_response, text_response
+from calor.api.requests import PageBody, SearchBody, TaskBody, parse
+from calor.api.schemas import HostFacts, select_fields, task_full, task_spec, task_summary
+from calor.domain.errors import BadRequest, CalorError
+from calor.domain.filters import Filter, parse_filter, tags_any
+from calor.domain.task import TaskRecord, TaskSpec
+from calor.services.platform import Platform
+from calor.services.tasks import utcnow
+
+router = APIRouter()
+
+STREAMS = {"stdout": 1, "stderr": 2}
+
+
+def _facts(p: Platform) -> HostFacts:
+    return HostFacts(p.host.cpu_model, p.host.ghz)
+
+
+def _full(p: Platform, record: TaskRecord) -> dict[str, Any]:
+    return task_full(record, utcnow(), _facts(p))
+
+
+def _spec(p: Platform, raw: Any, prefix: str = "") -> TaskSpec:
+    return task_spec(parse(TaskBody, raw, prefix), p.settings.limits.max_instances_per_task)
+
+
+@router.post("/tasks")
+async def create_tasks(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    raw = await json_body(request)
+    if isinstance(raw, list):
+        return await _create_many(p, user.id, raw)
+    spec = _spec(p, raw)
+    result = (await run_in_threadpool(p.tasks.submit, user.id, [spec]))[0]
+    if isinstance(result, CalorError):
+        raise result
+    return json_response({"uuid": result})
+
+
+async def _create_many(p: Platform, user_id: int, items: list[Any]) -> Response:
+    """Array submission: one result per item, in order; bad items do not stop good ones."""
+    if len(items) > p.settings.limits.max_bulk_items:
+        raise BadRequest(f"at most {p.settings.limits.max_bulk_items} tasks per request")
+    outcomes: list[dict[str, Any] | None] = []
+    specs: list[TaskSpec] = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(_spec(p, item, prefix=f"[{index}]."))
+            outcomes.append(None)
+        except CalorError as exc:
+            outcomes.append({"statusCode": status_of(exc), "uuid": None, "message": exc.message})
+    results = await run_in_threadpool(p.tasks.submit, user_id, specs) if specs else []
+    it = iter(results)
+    out: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        if outcome is not None:
+            out.append(outcome)
+            continue
+        result = next(it)
+        if isinstance(result, CalorError):
+            out.append({"statusCode": status_of(result), "uuid": None, "message": result.message})
+        else:
+            out.append({"statusCode": 200, "uuid": result, "message": "Created"})
+    return json_response(out)
+
+
+def _stream_list(p: Platform, user_id: int, flt: Filter | None, full: bool) -> Response:
+    def body() -> Iterator[bytes]:
+        yield b"["
+        first = True
+        now = utcnow()
+        for record in p.tasks.iterate(user_id, flt, full):
+            item = task_full(record, now, _facts(p)) if full else task_summary(record)
+            yield (b"" if first else b",") + orjson.dumps(item)
+            first = False
+        yield b"]"
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+@router.get("/tasks")
+async def list_tasks(p: PlatformDep, user: UserDep, tag: list[str] = Query(default=[])) -> Response:
+    return _stream_list(p, user.id, tags_any(tag), full=True)
+
+
+@router.get("/tasks/summaries")
+async def list_summaries(
+    p: PlatformDep, user: UserDep, tag: list[str] = Query(default=[])
+) -> Response:
+    return _stream_list(p, user.id, tags_any(tag), full=False)
+
+
+async def _paginate(request: Request, p: Platform, user_id: int, full: bool) -> Response:
+    body = parse(PageBody, await json_body(request, required=False) or {})
+    flt = parse_filter(body.filter)
+    page = await run_in_threadpool(
+        p.tasks.page, user_id, flt, body.token, body.maximum_results, full
+    )
+    now = utcnow()
+    data = [task_full(t, now, _facts(p)) if full else task_summary(t) for t in page.tasks]
+    return json_response(
+        {
+            "data": data,
+            "token": page.token,
+            "nextToken": page.next_token,
+            "isTruncated": page.next_token is not None,
+            "count": len(data),
+        }
+    )
+
+
+@router.post("/tasks/paginate")
+async def paginate(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return await _paginate(request, p, user.id, full=True)
+
+
+@router.post("/tasks/summaries/paginate")
+async def paginate_summaries(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return await _paginate(request, p, user.id, full=False)
+
+
+@router.post("/tasks/search")
+async def search(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    body = parse(SearchBody, await json_body(request, required=False) or {})
+    flt = parse_filter(body.filter)
+    fields: list[str] | None = None
+    if isinstance(body.select, list):
+        fields = [str(f) for f in body.select]
+    elif isinstance(body.select, dict):
+        raw_fields = {str(k).lower(): v for k, v in body.select.items()}.get("fields")
+        if raw_fields is not None and not isinstance(raw_fields, list):
+            raise BadRequest("select.fields must be an array of field names")
+        fields = [str(f) for f in raw_fields] if raw_fields else None
+    records = await run_in_threadpool(p.tasks.search, user.id, flt, body.maximum_results)
+    now = utcnow()
+    out = [task_full(t, now, _facts(p)) for t in records]
+    if fields:
+        out = [select_fields(item, fields) for item in out]
+    return json_response(out)
+
+
+@router.get("/tasks/{key}")
+async def get_task(key: str, p: PlatformDep, user: UserDep) -> Response:
+    record = await run_in_threadpool(p.tasks.get, user.id, key)
+    return json_response(_full(p, record))
+
+
+@router.put("/tasks/{key}")
+async def update_task(key: str, request: Request, p: PlatformDep, user: UserDep) -> Response:
+    spec = _spec(p, await json_body(request))
+    await run_in_threadpool(p.tasks.update, user.id, key, spec)
+    return json_response({})
+
+
+@router.patch("/tasks/{key}")
+async def update_resources(key: str, p: PlatformDep, user: UserDep) -> Response:
+    # resource buckets come with object storage; until then the call only checks the task exists
+    await run_in_threadpool(p.tasks.get, user.id, key)
+    return json_response({})
+
+
+@router.delete("/tasks/{key}")
+async def delete_task(key: str, p: PlatformDep, user: UserDep) -> Response:
+    await run_in_threadpool(p.tasks.delete, user.id, key)
+    return json_response({})
+
+
+@router.post("/tasks/{key}/abort")
+async def abort_task(key: str, p: PlatformDep, user: UserDep) -> Response:
+    await run_in_threadpool(p.tasks.abort, user.id, key)
+    return json_response({})
+
+
+async def _output(
+    p: Platform, user_id: int, key: str, stream: str, instance: int | None, fresh: bool
+) -> Response:
+    text = await run_in_threadpool(p.tasks.output, user_id, key, STREAMS[stream], instance, fresh)
+    return text_response(text)
+
+
+def _instance(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"instance id {raw!r} must be an integer") from None
+
+
+for _stream in STREAMS:
+
+    def _make(stream: str) -> None:
+        @router.get(f"/tasks/{{key}}/{stream}", name=f"get_{stream}")
+        async def get_all(key: str, p: PlatformDep, user: UserDep) -> Response:
+            return await _output(p, user.id, key, stream, None, fresh=False)
+
+        @router.post(f"/tasks/{{key}}/{stream}", name=f"fresh_{stream}")
+        async def get_fresh(key: str, p: PlatformDep, user: UserDep) -> Response:
+            return await _output(p, user.id, key, stream, None, fresh=True)
+
+        @router.get(f"/tasks/{{key}}/{stream}/{{instance}}", name=f"get_{stream}_instance")
+        async def get_instance(key: str, instance: str, p: PlatformDep, user: UserDep) -> Response:
+            return await _output(p, user.id, key, stream, _instance(instance), fresh=False)
+
+        @router.post(f"/tasks/{{key}}/{stream}/{{instance}}", name=f"fresh_{stream}_instance")
+        async def fresh_instance(
+            key: str, instance: str, p: PlatformDep, user: UserDep
+        ) -> Response:
+            return await _output(p, user.id, key, stream, _instance(instance), fresh=True)
+
+    _make(_stream)

@@ -1,0 +1,315 @@
+"""The Qarnot wire format, in one place: request bodies to domain specs, records to JSON.
+
+Rules that keep the official SDK alive (contract §3.2): never null for creationDate, errors,
+constants, completedInstances, privileges, retrySettings, secretsAccessRights,
+hardwareConstraints, forcedNetworkRules or resultsCount; status carries both by-CPU-model
+arrays; dates have at most 6 fractional digits and a Z.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from calor.api.requests import TaskBody
+from calor.api.wire import fmt_date, fmt_timespan, parse_timespan
+from calor.domain.errors import BadRequest
+from calor.domain.profiles import PROFILES
+from calor.domain.ranges import format_ranges, parse_ranges
+from calor.domain.states import ACTIVE_INSTANCE_STATES, FINAL_INSTANCE_STATES, InstanceState
+from calor.domain.task import InstanceRecord, TaskRecord, TaskSpec, derive
+
+DEFAULT_PROFILE = "docker-batch"
+ERROR_CODE = "CALOR-INSTANCE"
+
+
+def _cores(hardware_constraints: list[dict[str, Any]]) -> int:
+    cores = 1
+    for hc in hardware_constraints:
+        kind = str(hc.get("discriminator", ""))
+        if kind == "MinimumCoreHardwareConstraint":
+            count = hc.get("coreCount")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise BadRequest("MinimumCoreHardwareConstraint.coreCount must be an integer >= 1")
+            cores = max(cores, count)
+    return cores
+
+
+def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
+    """Validate a create body into a spec; every rejection says what to fix."""
+    profile = body.profile or DEFAULT_PROFILE
+    if body.pool_uuid:
+        raise BadRequest(f"pool {body.pool_uuid!r} not found")
+    if body.job_uuid:
+        raise BadRequest(f"job {body.job_uuid!r} not found")
+    if profile not in PROFILES:
+        known = ", ".join(sorted(PROFILES))
+        raise BadRequest(f"profile {profile!r} does not exist; use one of: {known}")
+    if body.advanced_ranges:
+        ids = parse_ranges(body.advanced_ranges, max_instances)
+        ranges: str | None = format_ranges(ids)
+    else:
+        if body.instance_count is None:
+            raise BadRequest("instanceCount is required (or advancedRanges such as '0-5,10')")
+        if body.instance_count < 1:
+            raise BadRequest(f"instanceCount must be at least 1, not {body.instance_count}")
+        if body.instance_count > max_instances:
+            raise BadRequest(f"instanceCount must be at most {max_instances}")
+        ids = list(range(body.instance_count))
+        ranges = None
+    if body.completion_time_to_live is not None:
+        try:
+            parse_timespan(body.completion_time_to_live)
+        except ValueError:
+            raise BadRequest(
+                f"completionTimeToLive {body.completion_time_to_live!r} must look like hh:mm:ss"
+            ) from None
+    hardware = body.hardware_constraints or []
+    retry = body.retry_settings
+    per_instance = retry.max_per_instance_retries if retry else None
+    if per_instance is None:
+        per_instance = body.max_retries_per_instance
+    total = retry.max_total_retries if retry else None
+    constants = [(c.key, c.value or "") for c in body.constants or []]
+    document: dict[str, Any] = {
+        "constants": [{"key": k, "value": v} for k, v in constants],
+        "constraints": [{"key": c.key, "value": c.value or ""} for c in body.constraints or []],
+        "forcedConstants": body.forced_constants or [],
+        "labels": body.labels or {},
+        "tags": list(dict.fromkeys(body.tags or [])),
+        "dependencies": body.dependencies or {"dependsOn": []},
+        "advancedResourceBuckets": body.advanced_resource_buckets or [],
+        "resourceBuckets": body.resource_buckets or [],
+        "resultsCacheTTLSec": body.results_cache_ttl_sec,
+        "snapshotWhitelist": body.snapshot_whitelist,
+        "snapshotBlacklist": body.snapshot_blacklist,
+        "resultsWhitelist": body.results_whitelist,
+        "resultsBlacklist": body.results_blacklist,
+        "autoDeleteOnCompletion": bool(body.auto_delete_on_completion),
+        "completionTimeToLive": body.completion_time_to_live or "00:00:00",
+        "waitForPoolResourcesSynchronization": body.wait_for_pool_resources_synchronization,
+        "uploadResultsOnCancellation": body.upload_results_on_cancellation,
+        "hardwareConstraints": hardware,
+        "defaultResourcesCacheTTLSec": body.default_resources_cache_ttl_sec,
+        "privileges": body.privileges
+        or {"exportApiAndStorageCredentialsInEnvironment": False},
+        "retrySettings": {"maxTotalRetries": total, "maxPerInstanceRetries": per_instance},
+        "maxRetriesPerInstance": per_instance or 0,
+        "maxTimeQueueSeconds": body.max_time_queue_seconds,
+        "schedulingType": body.scheduling_type or "Flex",
+        "targetedReservedMachineKey": body.targeted_reserved_machine_key,
+        "targetedReservationName": body.targeted_reservation_name,
+        "forcedNetworkRules": body.forced_network_rules or [],
+        "secretsAccessRights": body.secrets_access_rights or {"bySecret": [], "byPrefix": []},
+    }
+    return TaskSpec(
+        name=body.name,
+        shortname=body.shortname,
+        profile=profile,
+        instance_ids=tuple(ids),
+        advanced_ranges=ranges,
+        constants=tuple(constants),
+        tags=tuple(document["tags"]),
+        cores=_cores(hardware),
+        max_per_instance_retries=per_instance,
+        max_total_retries=total,
+        project_uuid=body.project_uuid,
+        result_bucket=body.result_bucket,
+        document=document,
+    )
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class HostFacts:
+    """What the API reports about the machine that runs instances."""
+
+    def __init__(self, cpu_model: str, ghz: float) -> None:
+        self.cpu_model = cpu_model
+        self.ghz = ghz
+
+
+def _error(inst: InstanceRecord) -> dict[str, str]:
+    return {
+        "code": ERROR_CODE,
+        "message": f"instance {inst.instance_id}: {inst.error}",
+        "debug": f"attempts: {inst.attempts}, exit code: {inst.exit_code}",
+    }
+
+
+def _completed(inst: InstanceRecord, cores: int, host: HostFacts) -> dict[str, Any]:
+    return {
+        "instanceId": inst.instance_id,
+        "state": inst.state.value,
+        "wallTimeSec": round(inst.wall_time_sec, 3),
+        "execTimeSec": round(inst.cpu_time_sec, 3),
+        "execTimeSecGHz": round(inst.cpu_time_sec * host.ghz, 3),
+        "peakMemoryMB": inst.peak_memory_mb,
+        "averageGHz": host.ghz,
+        "cpuModel": host.cpu_model,
+        "coreCount": cores,
+        "clockRatio": 1.0,
+        "executionAttemptCount": inst.attempts,
+        "error": _error(inst) if inst.error and inst.state is not InstanceState.SUCCESS else None,
+        "results": [],
+    }
+
+
+def _status(t: TaskRecord, now: datetime, host: HostFacts, exec_sec: float, wall_sec: float
+            ) -> dict[str, Any]:
+    succeeded = [i.instance_id for i in t.instances if i.state is InstanceState.SUCCESS]
+    failed = [i.instance_id for i in t.instances if i.state is InstanceState.FAILURE]
+    executed = [i.instance_id for i in t.instances if i.state in FINAL_INSTANCE_STATES]
+    started = [i.instance_id for i in t.instances if i.attempts > 0]
+    running = [i for i in t.instances if i.state in ACTIVE_INSTANCE_STATES]
+    per_running = [
+        {
+            "phase": "execution" if i.state is InstanceState.EXECUTING else "environment",
+            "instanceId": i.instance_id,
+            "coreCount": t.cores,
+            "maxFrequencyGHz": host.ghz,
+            "currentFrequencyGHz": host.ghz,
+            "cpuUsage": 0.0,
+            "maxMemoryMB": 0,
+            "currentMemoryMB": 0,
+            "memoryUsage": 0.0,
+            "networkInKbps": 0.0,
+            "networkOutKbps": 0.0,
+            "progress": i.progress,
+            "executionTimeSec": (now - i.started_at).total_seconds() if i.started_at else 0.0,
+            "executionTimeGHz": 0.0,
+            "cpuModel": host.cpu_model,
+            "clockRatio": 1.0,
+            "executionAttemptCount": i.attempts,
+            "activeForwards": [],
+            "vpnConnections": [],
+        }
+        for i in running
+    ]
+    stamp = fmt_date(now)
+    return {
+        "timestamp": stamp,
+        "lastUpdateTimestamp": fmt_date(t.last_modified),
+        "downloadProgress": 100.0 if started else 0.0,
+        "executionProgress": t.progress,
+        "uploadProgress": 100.0 if executed and not running else 0.0,
+        "instanceCount": len(running),
+        "downloadTime": "00:00:00",
+        "downloadTimeSec": 0.0,
+        "environmentTime": "00:00:00",
+        "environmentTimeSec": 0.0,
+        "executionTime": fmt_timespan(exec_sec),
+        "executionTimeSec": round(exec_sec, 3),
+        "uploadTime": "00:00:00",
+        "uploadTimeSec": 0.0,
+        "wallTime": fmt_timespan(wall_sec),
+        "wallTimeSec": round(wall_sec, 3),
+        "succeededRange": format_ranges(succeeded),
+        "executedRange": format_ranges(executed),
+        "failedRange": format_ranges(failed),
+        "startedOnceRange": format_ranges(started),
+        "executionTimeByCpuModel": [
+            {"model": host.cpu_model, "time": round(exec_sec, 3), "core": t.cores}
+        ],
+        "executionTimeGhzByCpuModel": [
+            {"model": host.cpu_model, "timeGhz": round(exec_sec * host.ghz, 3),
+             "clockRatio": 1.0, "core": t.cores}
+        ],
+        "runningInstancesInfo": {
+            "timestamp": stamp,
+            "averageFrequencyGHz": host.ghz,
+            "maxFrequencyGHz": host.ghz,
+            "minFrequencyGHz": host.ghz,
+            "averageMaxFrequencyGHz": host.ghz,
+            "averageCpuUsage": 0.0,
+            "clusterPowerIndicator": 1.0,
+            "averageMemoryUsage": 0.0,
+            "averageNetworkInKbps": 0.0,
+            "averageNetworkOutKbps": 0.0,
+            "totalNetworkInKbps": 0.0,
+            "totalNetworkOutKbps": 0.0,
+            "snapshotResults": [],
+            "runningCoreCountByCpuModel": [
+                {"model": host.cpu_model, "core": len(running) * t.cores,
+                 "runningCoreCount": len(running) * t.cores}
+            ],
+            "perRunningInstanceInfo": per_running,
+        },
+    }
+
+
+def task_summary(t: TaskRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "uuid": t.uuid,
+        "name": t.name,
+        "shortname": t.shortname,
+        "profile": t.profile,
+        "poolUuid": t.pool_uuid,
+        "jobUuid": t.job_uuid,
+        "progress": t.progress,
+        "runningInstanceCount": t.running_instance_count,
+        "runningCoreCount": t.running_core_count,
+        "executionTime": fmt_timespan(t.execution_time_sec),
+        "wallTime": fmt_timespan(t.wall_time_sec),
+        "state": t.state.value,
+        "previousState": t.previous_state.value,
+        "instanceCount": t.instance_count,
+        "maxRetriesPerInstance": t.document.get("maxRetriesPerInstance", 0),
+        "stateTransitionTime": fmt_date(t.state_transition_time),
+        "previousStateTransitionTime": fmt_date(t.previous_state_transition_time),
+        "lastModified": fmt_date(t.last_modified),
+        "creationDate": fmt_date(t.creation_date),
+        "endDate": fmt_date(t.end_date),
+        "waitForPoolResourcesSynchronization": t.document.get(
+            "waitForPoolResourcesSynchronization"
+        ),
+    }
+    if t.advanced_ranges:
+        out["advancedRanges"] = t.advanced_ranges
+    return out
+
+
+_ECHOED = (
+    "constants", "constraints", "forcedConstants", "labels", "advancedResourceBuckets",
+    "resourceBuckets", "snapshotWhitelist", "snapshotBlacklist", "resultsWhitelist",
+    "resultsBlacklist", "autoDeleteOnCompletion", "completionTimeToLive",
+    "uploadResultsOnCancellation", "hardwareConstraints", "defaultResourcesCacheTTLSec",
+    "privileges", "retrySettings", "maxTimeQueueSeconds", "schedulingType",
+    "targetedReservedMachineKey", "targetedReservationName", "forcedNetworkRules",
+    "secretsAccessRights", "dependencies",
+)
+
+
+def task_full(t: TaskRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
+    out = task_summary(t)
+    if t.state.value in ("Success", "Failure", "Cancelled") or not t.instances:
+        exec_sec, wall_sec, progress = t.execution_time_sec, t.wall_time_sec, t.progress
+    else:
+        live = derive(t.instances, t.cores, False, now)
+        exec_sec, wall_sec, progress = live.execution_time_sec, live.wall_time_sec, live.progress
+    out["executionTime"] = fmt_timespan(exec_sec)
+    out["wallTime"] = fmt_timespan(wall_sec)
+    out["progress"] = progress
+    out["projectUuid"] = t.project_uuid
+    out["resultBucket"] = t.result_bucket
+    out["resultsCount"] = t.results_count
+    out["snapshotInterval"] = 0
+    out["tags"] = t.tags
+    for key in _ECHOED:
+        out[key] = t.document.get(key)
+    if t.document.get("resultsCacheTTLSec") is not None:
+        out["ResultsCacheTTLSec"] = t.document["resultsCacheTTLSec"]
+    instance_errors = [
+        _error(i) for i in t.instances if i.state is InstanceState.FAILURE and i.error
+    ]
+    out["errors"] = [*t.errors, *instance_errors[:100]]
+    out["completedInstances"] = [
+        _completed(i, t.cores, host) for i in t.instances if i.state in FINAL_INSTANCE_STATES
+    ]
+    out["status"] = _status(t, now, host, exec_sec, wall_sec)
+    return out
+
+
+def select_fields(full: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """``select`` of /tasks/search: keep the named fields (PascalCase or camelCase)."""
+    wanted = {f.lower() for f in fields}
+    return {k: v for k, v in full.items() if k.lower() in wanted}

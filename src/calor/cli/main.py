@@ -1,0 +1,126 @@
+"""The ``calor`` command: ``serve`` and ``admin`` (users and tokens)."""
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from calor.domain.errors import CalorError
+from calor.settings import Settings
+
+app = typer.Typer(help="calor: a self-hosted compute platform speaking the Qarnot API",
+                  no_args_is_help=True)
+admin = typer.Typer(help="Administration: users and API tokens", no_args_is_help=True)
+user_cmd = typer.Typer(help="Users", no_args_is_help=True)
+token_cmd = typer.Typer(help="API tokens", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+admin.add_typer(user_cmd, name="user")
+admin.add_typer(token_cmd, name="token")
+
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", envvar="CALOR_DATA_DIR", help="where calor keeps its data")
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="CALOR_DATABASE_URL",
+                 help="SQLAlchemy URL; default: SQLite in the data dir "
+                      "(PostgreSQL: postgresql+psycopg://user@host/db)"),
+]
+DEFAULT_DATA_DIR = Path("./calor-data")
+
+
+def _fail(exc: CalorError) -> None:
+    err.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="CALOR_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="CALOR_PORT")] = 8000,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+    cores: Annotated[int | None, typer.Option(envvar="CALOR_CORES",
+                                              help="cores the local executor may use")] = None,
+    sandbox: Annotated[str, typer.Option(envvar="CALOR_SANDBOX",
+                                         help="auto | on | off (bubblewrap)")] = "auto",
+    drain_seconds: Annotated[float, typer.Option(envvar="CALOR_DRAIN_SECONDS")] = 5.0,
+    log_level: Annotated[str, typer.Option(envvar="CALOR_LOG_LEVEL")] = "warning",
+) -> None:
+    """Start the API server with the local executor."""
+    from calor.wiring import build_server
+
+    if sandbox not in ("auto", "on", "off"):
+        raise typer.BadParameter("--sandbox must be auto, on or off")
+    settings = Settings(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        database_url=database_url,
+        cores=cores,
+        sandbox=None if sandbox == "auto" else sandbox == "on",
+        drain_seconds=drain_seconds,
+    )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    server = build_server(settings)
+    if server.platform.users.count() == 0:
+        user, token = server.platform.users.create("admin@calor.local")
+        console.print(f"created user [bold]{user.email}[/bold]; API token (shown once):")
+        console.print(token, highlight=False, soft_wrap=True)
+    console.print(f"calor listening on http://{host}:{port}", highlight=False)
+    uvicorn.run(server.app, host=host, port=port, log_level=log_level.lower(),
+                timeout_graceful_shutdown=int(drain_seconds) + 5)
+
+
+def _users(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
+    from calor.wiring import open_database, user_service
+
+    return user_service(open_database(Settings(data_dir=data_dir, database_url=database_url)))
+
+
+@user_cmd.command("create")
+def user_create(
+    email: Annotated[str, typer.Option("--email", help="the user's e-mail (S3 access key)")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a user and print its API token (shown once)."""
+    try:
+        user, token = _users(data_dir, database_url).create(email)
+    except CalorError as exc:
+        _fail(exc)
+        return
+    err.print(f"created user {user.email}; API token (shown once):")
+    print(token)
+
+
+@user_cmd.command("list")
+def user_list(data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None) -> None:
+    """List users."""
+    table = Table("id", "email", "created")
+    for user in _users(data_dir, database_url).all():
+        table.add_row(str(user.id), user.email, user.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@token_cmd.command("rotate")
+def token_rotate(
+    email: Annotated[str, typer.Option("--email")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Replace a user's API token; the old one stops working. Prints the new token once."""
+    try:
+        token = _users(data_dir, database_url).rotate(email)
+    except CalorError as exc:
+        _fail(exc)
+        return
+    err.print(f"new API token for {email} (shown once):")
+    print(token)

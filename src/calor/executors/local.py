@@ -1,0 +1,98 @@
+"""The local executor: instances run concurrently on this machine, up to its cores."""
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob
+from calor.runner.host import RunningProcess
+from calor.runner.instance import InstanceRunner
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        runner: InstanceRunner,
+        emit: EventSink,
+        on_free: Callable[[], None],
+        cores: int | None = None,
+    ) -> None:
+        self.runner = runner
+        self.emit = emit
+        self.on_free = on_free
+        self._total = cores or os.cpu_count() or 1
+        self._used = 0
+        self._lock = threading.Lock()
+        self._threads: dict[int, threading.Thread] = {}
+        self._procs: dict[int, RunningProcess] = {}
+        self._pending_abort: set[int] = set()
+
+    @property
+    def total_cores(self) -> int:
+        return self._total
+
+    def free_cores(self) -> int:
+        with self._lock:
+            return self._total - self._used
+
+    def start(self, job: InstanceJob) -> None:
+        thread = threading.Thread(target=self._run, args=(job,), daemon=True,
+                                  name=f"instance-{job.row_id}")
+        with self._lock:
+            self._used += job.cores
+            self._threads[job.row_id] = thread
+        thread.start()
+
+    def _run(self, job: InstanceJob) -> None:
+        def on_process(proc: RunningProcess) -> None:
+            with self._lock:
+                self._procs[job.row_id] = proc
+                abort = job.row_id in self._pending_abort
+            if abort:
+                proc.cancelled = True
+                proc.terminate_tree()
+
+        def emit(event: InstanceEvent) -> None:
+            if isinstance(event, Finished):
+                # capacity is free before the outcome is seen, so the next claim can use it
+                with self._lock:
+                    self._used -= job.cores
+                    self._threads.pop(job.row_id, None)
+                    self._procs.pop(job.row_id, None)
+                    self._pending_abort.discard(job.row_id)
+            self.emit(event)
+
+        self.runner.run(job, emit, on_process)
+        self.on_free()
+
+    def abort(self, row_ids: list[int]) -> None:
+        with self._lock:
+            procs = []
+            for rid in row_ids:
+                proc = self._procs.get(rid)
+                if proc is None:
+                    if rid in self._threads:
+                        self._pending_abort.add(rid)
+                    continue
+                procs.append(proc)
+        for proc in procs:
+            proc.cancelled = True
+            proc.terminate_tree()
+
+    def stop(self, grace_seconds: float) -> None:
+        """Let running instances finish for a while, then stop the rest as interrupted."""
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._threads:
+                    return
+            time.sleep(0.05)
+        with self._lock:
+            procs = list(self._procs.values())
+            threads = list(self._threads.values())
+        for proc in procs:
+            proc.interrupted = True
+            proc.kill_tree()
+        for thread in threads:
+            thread.join(timeout=5)

@@ -1,0 +1,133 @@
+"""The engine loop: records what executors report, then hands queued instances to the executor.
+
+One thread owns both jobs, so instance state changes are applied in order and in batches (a
+burst of events costs one transaction), and capacity freed by an ending instance is reused in
+the same turn.
+"""
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from calor.domain.ports import Executor, Finished, InstanceEvent
+from calor.store.execution import ExecutionStore, Leftover
+
+log = logging.getLogger("calor.engine")
+
+LOST_MESSAGE = (
+    "the calor server stopped while this instance was running; its process was stopped "
+    "when the server started again"
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: ExecutionStore,
+        reap: Callable[[int | None, float | None], bool],
+        clock: Callable[[], datetime] = utcnow,
+        max_batch: int = 5000,
+    ) -> None:
+        self.store = store
+        self.reap = reap
+        self.clock = clock
+        self.max_batch = max_batch
+        self.executor: Executor | None = None
+        self._events: queue.SimpleQueue[InstanceEvent] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._busy = False
+
+    # -- called from anywhere --------------------------------------------------------------
+
+    def emit(self, event: InstanceEvent) -> None:
+        self._events.put(event)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def abort(self, row_ids: list[int]) -> None:
+        if row_ids and self.executor is not None:
+            self.executor.abort(row_ids)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self, executor: Executor) -> None:
+        self.executor = executor
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="calor-engine", daemon=True)
+        self._thread.start()
+
+    def recover(self) -> None:
+        """After a crash: no instance stays active without a process behind it."""
+        leftovers: list[Leftover] = self.store.leftovers()
+        if not leftovers:
+            return
+        now = self.clock()
+        events: list[InstanceEvent] = []
+        for item in leftovers:
+            self.reap(item.pid, item.proc_start)
+            if item.pid is None:
+                # dispatched but never started: it had no run at all
+                events.append(Finished(item.row_id, now, None, interrupted=True))
+            else:
+                events.append(Finished(item.row_id, now, None, error=LOST_MESSAGE))
+        self.store.apply(events, now)
+        log.warning("recovered %d instances left active by a previous server", len(leftovers))
+
+    def stop(self, grace_seconds: float) -> None:
+        """Stop dispatching, let running instances end (or interrupt them), record everything."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.executor is not None:
+            self.executor.stop(grace_seconds)
+        self._drain()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _drain(self) -> int:
+        batch: list[InstanceEvent] = []
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            self.store.apply(batch, self.clock())
+        return len(batch)
+
+    def _loop(self) -> None:
+        assert self.executor is not None
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            try:
+                with self._idle:
+                    self._busy = True
+                while self._drain():
+                    pass
+                if self._stopping.is_set():
+                    break
+                free = self.executor.free_cores()
+                if free > 0:
+                    jobs = self.store.claim(free, self.executor.total_cores, self.clock())
+                    for job in jobs:
+                        self.executor.start(job)
+            except Exception:
+                log.exception("engine turn failed; retrying")
+                self._stopping.wait(0.5)
+            finally:
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()

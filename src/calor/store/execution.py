@@ -1,0 +1,226 @@
+"""The engine's side of the store: claim queued instances, record what executors report."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from calor.domain.ports import Finished, InstanceEvent, InstanceJob, Output, Progress, Started
+from calor.domain.profiles import PROFILES
+from calor.domain.states import (
+    ACTIVE_INSTANCE_STATES,
+    InstanceState,
+    can_transition,
+    should_retry,
+)
+from calor.store.engine import Database
+from calor.store.logs import LogStore
+from calor.store.records import recompute
+from calor.store.tables import instances, tasks
+
+_ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """An instance recorded as active when the server (re)started."""
+
+    row_id: int
+    pid: int | None
+    proc_start: float | None
+
+
+def _constants(profile: str, document: dict[str, Any]) -> dict[str, str]:
+    merged = PROFILES[profile].defaults() if profile in PROFILES else {}
+    for item in document.get("constants") or []:
+        merged[str(item["key"])] = str(item["value"])
+    return merged
+
+
+class ExecutionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def claim(self, free_cores: int, total_cores: int, now: datetime) -> list[InstanceJob]:
+        """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
+        if free_cores <= 0:
+            return []
+        with self.db.write() as conn:
+            rows = conn.execute(
+                select(
+                    instances.c.id,
+                    instances.c.task_id,
+                    instances.c.instance_id,
+                    instances.c.attempts,
+                    tasks.c.uuid,
+                    tasks.c.instance_count,
+                    tasks.c.profile,
+                    tasks.c.cores,
+                    tasks.c.document,
+                )
+                .join(tasks, tasks.c.id == instances.c.task_id)
+                .where(instances.c.state == InstanceState.QUEUED.value)
+                .order_by(instances.c.id)
+                .limit(free_cores)
+            ).all()
+            jobs: list[InstanceJob] = []
+            task_ids: set[int] = set()
+            for row in rows:
+                cores = min(row.cores, total_cores)
+                if cores > free_cores:
+                    break  # first come, first served: no overtaking by smaller instances
+                free_cores -= cores
+                profile = PROFILES.get(row.profile)
+                jobs.append(
+                    InstanceJob(
+                        row_id=row.id,
+                        task_uuid=row.uuid,
+                        instance_id=row.instance_id,
+                        instance_count=row.instance_count,
+                        attempt=row.attempts + 1,
+                        profile=row.profile,
+                        constants=_constants(row.profile, row.document),
+                        cores=cores,
+                        network=profile.network if profile else False,
+                    )
+                )
+                task_ids.add(row.task_id)
+            if not jobs:
+                return []
+            conn.execute(
+                update(instances)
+                .where(instances.c.id.in_([j.row_id for j in jobs]))
+                .values(
+                    state=InstanceState.DISPATCHED.value,
+                    attempts=instances.c.attempts + 1,
+                    progress=0.0,
+                    started_at=None,
+                    ended_at=None,
+                    exit_code=None,
+                    error=None,
+                )
+            )
+            recompute(conn, task_ids, now)
+        return jobs
+
+    def apply(self, events: Sequence[InstanceEvent], now: datetime) -> int:
+        """Record a batch of events in one transaction; returns how many instances ended."""
+        row_ids = sorted({e.row_id for e in events})
+        ended = 0
+        with self.db.write() as conn:
+            current = {
+                r.id: r
+                for r in conn.execute(
+                    select(
+                        instances.c.id,
+                        instances.c.task_id,
+                        instances.c.instance_id,
+                        instances.c.state,
+                        instances.c.attempts,
+                        instances.c.wall_time_sec,
+                        instances.c.cpu_time_sec,
+                        instances.c.peak_memory_mb,
+                    ).where(instances.c.id.in_(row_ids))
+                )
+            }
+            state = {rid: InstanceState(r.state) for rid, r in current.items()}
+            touched: set[int] = set()
+            logs: list[dict[str, object]] = []
+            for ev in events:
+                row = current.get(ev.row_id)
+                if row is None:
+                    continue  # the task was deleted meanwhile
+                if isinstance(ev, Output):
+                    logs.append(
+                        {"task_id": row.task_id, "instance_id": row.instance_id,
+                         "stream": ev.stream, "data": ev.data}
+                    )
+                    continue
+                if isinstance(ev, Started):
+                    if not can_transition(state[ev.row_id], InstanceState.EXECUTING):
+                        continue
+                    state[ev.row_id] = InstanceState.EXECUTING
+                    conn.execute(
+                        update(instances)
+                        .where(instances.c.id == ev.row_id)
+                        .values(state=InstanceState.EXECUTING.value, started_at=ev.at,
+                                pid=ev.pid, proc_start=ev.proc_start)
+                    )
+                elif isinstance(ev, Progress):
+                    if state[ev.row_id] not in ACTIVE_INSTANCE_STATES:
+                        continue
+                    conn.execute(
+                        update(instances).where(instances.c.id == ev.row_id)
+                        .values(progress=max(0.0, min(100.0, ev.value)))
+                    )
+                elif isinstance(ev, Finished):
+                    new = self._finish(conn, row, state[ev.row_id], ev)
+                    if new is None:
+                        continue
+                    state[ev.row_id] = new
+                    ended += 1
+                touched.add(row.task_id)
+            LogStore.append(conn, logs)
+            recompute(conn, touched, now)
+        return ended
+
+    def _finish(
+        self, conn: Any, row: Any, old: InstanceState, ev: Finished
+    ) -> InstanceState | None:
+        if old not in ACTIVE_INSTANCE_STATES:
+            return None  # already final (e.g. cancelled), or a duplicate report
+        values: dict[str, Any] = {
+            "ended_at": ev.at,
+            "wall_time_sec": row.wall_time_sec + ev.wall_time_sec,
+            "cpu_time_sec": row.cpu_time_sec + ev.cpu_time_sec,
+            "peak_memory_mb": max(row.peak_memory_mb, ev.peak_memory_mb),
+            "exit_code": ev.exit_code,
+            "error": ev.error,
+            "pid": None,
+            "proc_start": None,
+        }
+        task = conn.execute(
+            select(
+                tasks.c.cancel_requested,
+                tasks.c.retries_used,
+                tasks.c.max_per_instance_retries,
+                tasks.c.max_total_retries,
+            ).where(tasks.c.id == row.task_id)
+        ).one()
+        if ev.cancelled or task.cancel_requested:
+            new = InstanceState.CANCELLED
+        elif ev.interrupted:
+            # the attempt never had a fair run: run it again without spending a retry
+            new = InstanceState.QUEUED
+            values["attempts"] = max(0, row.attempts - 1)
+            values["error"] = None
+        elif ev.exit_code == 0 and ev.error is None:
+            new = InstanceState.SUCCESS
+        elif should_retry(
+            row.attempts,
+            task.max_per_instance_retries,
+            task.retries_used,
+            task.max_total_retries,
+        ):
+            new = InstanceState.QUEUED
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id == row.task_id)
+                .values(retries_used=tasks.c.retries_used + 1)
+            )
+        else:
+            new = InstanceState.FAILURE
+        values["state"] = new.value
+        conn.execute(update(instances).where(instances.c.id == row.id).values(**values))
+        return new
+
+    def leftovers(self) -> list[Leftover]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(instances.c.id, instances.c.pid, instances.c.proc_start).where(
+                    instances.c.state.in_(_ACTIVE)
+                )
+            ).all()
+        return [Leftover(r.id, r.pid, r.proc_start) for r in rows]

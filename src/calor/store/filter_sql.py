@@ -1,0 +1,107 @@
+"""Turns a domain filter tree into a SQL condition on the tasks table (indexed columns only)."""
+
+import re
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
+
+from calor.domain.filters import Filter, Kind, Leaf, Op
+from calor.store.tables import task_tags, tasks
+
+COLUMNS: dict[str, Any] = {
+    "Uuid": tasks.c.uuid,
+    "Name": tasks.c.name,
+    "Shortname": tasks.c.shortname,
+    "Profile": tasks.c.profile,
+    "PoolUuid": tasks.c.pool_uuid,
+    "JobUuid": tasks.c.job_uuid,
+    "ProjectUuid": tasks.c.project_uuid,
+    "State": tasks.c.state,
+    "PreviousState": tasks.c.previous_state,
+    "InstanceCount": tasks.c.instance_count,
+    "RunningInstanceCount": tasks.c.running_instance_count,
+    "RunningCoreCount": tasks.c.running_core_count,
+    "ResultsCount": tasks.c.results_count,
+    "ResultBucket": tasks.c.result_bucket,
+    "ExecutionTime": tasks.c.execution_time_sec,
+    "WallTime": tasks.c.wall_time_sec,
+    "CreationDate": tasks.c.creation_date,
+    "EndDate": tasks.c.end_date,
+    "LastModified": tasks.c.last_modified,
+    "StateTransitionTime": tasks.c.state_transition_time,
+    "PreviousStateTransitionTime": tasks.c.previous_state_transition_time,
+}
+
+_LITERAL_PREFIX = re.compile(r"^\^((?:[^\\.^$*+?()[\]{}|]|\\.)*)$")
+
+
+def _like_prefix(pattern: str) -> str | None:
+    """``^abc`` (the CLI's name-prefix filter) becomes an indexable LIKE 'abc%'."""
+    m = _LITERAL_PREFIX.match(pattern)
+    if not m:
+        return None
+    literal = re.sub(r"\\(.)", r"\1", m.group(1))
+    return literal.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _regex(column: Any, pattern: str) -> ColumnElement[bool]:
+    prefix = _like_prefix(pattern)
+    if prefix is not None:
+        return column.like(prefix, escape="\\")  # type: ignore[no-any-return]
+    return column.regexp_match(pattern)  # type: ignore[no-any-return]
+
+
+def _has_tag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists(
+        select(task_tags.c.task_id).where(task_tags.c.task_id == tasks.c.id, condition)
+    )
+
+
+def _tags_leaf(leaf: Leaf) -> ColumnElement[bool]:
+    tag = task_tags.c.tag
+    values = [str(v) for v in leaf.values]
+    if leaf.op is Op.EQUAL:
+        return _has_tag(tag == values[0])
+    if leaf.op is Op.NOT_EQUAL:
+        return not_(_has_tag(tag == values[0]))
+    if leaf.op is Op.IN:
+        return _has_tag(tag.in_(values)) if values else false()
+    if leaf.op is Op.NOT_IN:
+        return not_(_has_tag(tag.in_(values))) if values else true()
+    return _has_tag(_regex(tag, values[0]))
+
+
+def _leaf(leaf: Leaf) -> ColumnElement[bool]:
+    if leaf.kind is Kind.TAGS:
+        return _tags_leaf(leaf)
+    column = COLUMNS[leaf.field]
+    value = leaf.values[0] if leaf.values else None
+    match leaf.op:
+        case Op.EQUAL:
+            return column == value  # type: ignore[no-any-return]
+        case Op.NOT_EQUAL:
+            return or_(column != value, column.is_(None))
+        case Op.IN:
+            return column.in_(list(leaf.values))  # type: ignore[no-any-return]
+        case Op.NOT_IN:
+            return or_(column.not_in(list(leaf.values)), column.is_(None))
+        case Op.LESS_THAN:
+            return column < value  # type: ignore[no-any-return]
+        case Op.LESS_THAN_OR_EQUAL:
+            return column <= value  # type: ignore[no-any-return]
+        case Op.GREATER_THAN:
+            return column > value  # type: ignore[no-any-return]
+        case Op.GREATER_THAN_OR_EQUAL:
+            return column >= value  # type: ignore[no-any-return]
+        case Op.LIKE:
+            return _regex(column, str(value))
+    raise AssertionError(leaf.op)
+
+
+def to_sql(node: Filter) -> ColumnElement[bool]:
+    if isinstance(node, Leaf):
+        return _leaf(node)
+    parts = [to_sql(child) for child in node.children]
+    if node.conjunction == "And":
+        return and_(true(), *parts)
+    return or_(false(), *parts)

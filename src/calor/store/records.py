@@ -1,0 +1,146 @@
+"""Rows to domain records, and the recomputation of a task's derived fields."""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from calor.domain.states import FINAL_TASK_STATES, InstanceState, TaskState
+from calor.domain.task import InstanceRecord, TaskRecord, derive
+from calor.store.tables import instances, task_tags, tasks
+
+INSTANCE_COLUMNS = (
+    instances.c.id,
+    instances.c.task_id,
+    instances.c.instance_id,
+    instances.c.state,
+    instances.c.attempts,
+    instances.c.progress,
+    instances.c.started_at,
+    instances.c.ended_at,
+    instances.c.wall_time_sec,
+    instances.c.cpu_time_sec,
+    instances.c.peak_memory_mb,
+    instances.c.exit_code,
+    instances.c.error,
+)
+
+
+def instance_record(row: Row[Any]) -> InstanceRecord:
+    return InstanceRecord(
+        row_id=row.id,
+        instance_id=row.instance_id,
+        state=InstanceState(row.state),
+        attempts=row.attempts,
+        progress=row.progress,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        wall_time_sec=row.wall_time_sec,
+        cpu_time_sec=row.cpu_time_sec,
+        peak_memory_mb=row.peak_memory_mb,
+        exit_code=row.exit_code,
+        error=row.error,
+    )
+
+
+def task_record(
+    row: Row[Any], tags: list[str] | None = None, insts: list[InstanceRecord] | None = None
+) -> TaskRecord:
+    return TaskRecord(
+        id=row.id,
+        uuid=row.uuid,
+        name=row.name,
+        shortname=row.shortname,
+        profile=row.profile,
+        pool_uuid=row.pool_uuid,
+        job_uuid=row.job_uuid,
+        project_uuid=row.project_uuid,
+        result_bucket=row.result_bucket,
+        state=TaskState(row.state),
+        previous_state=TaskState(row.previous_state),
+        creation_date=row.creation_date,
+        state_transition_time=row.state_transition_time,
+        previous_state_transition_time=row.previous_state_transition_time,
+        last_modified=row.last_modified,
+        end_date=row.end_date,
+        instance_count=row.instance_count,
+        advanced_ranges=row.advanced_ranges,
+        cores=row.cores,
+        progress=row.progress,
+        running_instance_count=row.running_instance_count,
+        running_core_count=row.running_core_count,
+        execution_time_sec=row.execution_time_sec,
+        wall_time_sec=row.wall_time_sec,
+        results_count=row.results_count,
+        errors=list(row.errors or []),
+        document=dict(row.document or {}),
+        tags=tags or [],
+        instances=insts or [],
+    )
+
+
+def load_instances(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[InstanceRecord]]:
+    out: dict[int, list[InstanceRecord]] = {i: [] for i in task_ids}
+    if not task_ids:
+        return out
+    rows = conn.execute(
+        select(*INSTANCE_COLUMNS)
+        .where(instances.c.task_id.in_(task_ids))
+        .order_by(instances.c.task_id, instances.c.instance_id)
+    )
+    for row in rows:
+        out[row.task_id].append(instance_record(row))
+    return out
+
+
+def load_tags(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {i: [] for i in task_ids}
+    if not task_ids:
+        return out
+    for row in conn.execute(
+        select(task_tags.c.task_id, task_tags.c.tag).where(task_tags.c.task_id.in_(task_ids))
+    ):
+        out[row.task_id].append(row.tag)
+    return out
+
+
+def recompute(conn: Connection, task_ids: Iterable[int], now: datetime) -> None:
+    """Re-derive state, progress, counts and times of these tasks from their instances.
+
+    Called in the same transaction as the instance change, so a task's stored state is
+    never behind its instances once the change is committed.
+    """
+    ids = sorted(set(task_ids))
+    if not ids:
+        return
+    insts = load_instances(conn, ids)
+    rows = conn.execute(
+        select(
+            tasks.c.id,
+            tasks.c.state,
+            tasks.c.state_transition_time,
+            tasks.c.cancel_requested,
+            tasks.c.cores,
+        ).where(tasks.c.id.in_(ids))
+    ).all()
+    for row in rows:
+        d = derive(insts[row.id], row.cores, row.cancel_requested, now)
+        values: dict[str, Any] = {
+            "progress": d.progress,
+            "running_instance_count": d.running_instance_count,
+            "running_core_count": d.running_core_count,
+            "execution_time_sec": d.execution_time_sec,
+            "wall_time_sec": d.wall_time_sec,
+            "first_start": d.first_start,
+            "last_modified": now,
+        }
+        if d.state != row.state:
+            values.update(
+                state=d.state.value,
+                previous_state=row.state,
+                previous_state_transition_time=row.state_transition_time,
+                state_transition_time=now,
+                end_date=now if d.state in FINAL_TASK_STATES else None,
+            )
+        conn.execute(update(tasks).where(tasks.c.id == row.id).values(**values))

@@ -1,0 +1,129 @@
+"""The schema. Reads are served by the indexes declared here, never by scans in Python."""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for large tables
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("shortname", String(255), nullable=False),
+    Column("profile", String(128), nullable=False),
+    Column("pool_uuid", String(36)),
+    Column("job_uuid", String(36)),
+    Column("project_uuid", String(36)),
+    Column("result_bucket", String(255)),
+    Column("state", String(32), nullable=False),
+    Column("previous_state", String(32), nullable=False),
+    Column("creation_date", DateTime, nullable=False),
+    Column("state_transition_time", DateTime, nullable=False),
+    Column("previous_state_transition_time", DateTime, nullable=False),
+    Column("last_modified", DateTime, nullable=False),
+    Column("end_date", DateTime),
+    Column("instance_count", Integer, nullable=False),
+    Column("advanced_ranges", Text),
+    Column("cores", Integer, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("running_instance_count", Integer, nullable=False, default=0),
+    Column("running_core_count", Integer, nullable=False, default=0),
+    Column("execution_time_sec", Float, nullable=False, default=0.0),
+    Column("wall_time_sec", Float, nullable=False, default=0.0),
+    Column("first_start", DateTime),
+    Column("results_count", Integer, nullable=False, default=0),
+    Column("retries_used", Integer, nullable=False, default=0),
+    Column("max_per_instance_retries", Integer),
+    Column("max_total_retries", Integer),
+    Column("errors", JSON, nullable=False),
+    # submitted fields echoed back unchanged (constants, labels, buckets, constraints...)
+    Column("document", JSON, nullable=False),
+    Index("ix_tasks_user_id_id", "user_id", "id"),
+    Index("ix_tasks_user_state_id", "user_id", "state", "id"),
+    Index("ix_tasks_user_shortname", "user_id", "shortname", unique=True),
+    Index("ix_tasks_user_name_id", "user_id", "name", "id"),
+    # never reuse an id: pagination tokens are ids
+    sqlite_autoincrement=True,
+)
+
+task_tags = Table(
+    "task_tags",
+    metadata,
+    Column("task_id", Id, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(255), primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Index("ix_task_tags_user_tag_task", "user_id", "tag", "task_id"),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task_id", Id, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("instance_id", Integer, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("started_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("wall_time_sec", Float, nullable=False, default=0.0),
+    Column("cpu_time_sec", Float, nullable=False, default=0.0),
+    Column("peak_memory_mb", Integer, nullable=False, default=0),
+    Column("exit_code", Integer),
+    Column("error", Text),
+    Column("pid", Integer),
+    Column("proc_start", Float),
+    Index("ix_instances_task_instance", "task_id", "instance_id", unique=True),
+    Index("ix_instances_state_id", "state", "id"),
+)
+
+log_chunks = Table(
+    "log_chunks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("task_id", Id, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("instance_id", Integer, nullable=False),
+    Column("stream", SmallInteger, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_log_chunks_task_stream_id", "task_id", "stream", "id"),
+)
+
+# where each "fresh" read (POST .../stdout) stopped; instance_id -1 is the task-level cursor
+log_cursors = Table(
+    "log_cursors",
+    metadata,
+    Column("task_id", Id, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("stream", SmallInteger, primary_key=True),
+    Column("instance_id", Integer, primary_key=True),
+    Column("last_chunk_id", Id, nullable=False),
+)

@@ -1,0 +1,63 @@
+"""Users and their API tokens (stored as SHA-256 hashes, never in clear)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from calor.domain.errors import Conflict, NotFound
+from calor.store.engine import Database
+from calor.store.tables import users
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    email: str
+    created_at: datetime
+
+
+class UserStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, email: str, token_hash: str, now: datetime) -> User:
+        try:
+            with self.db.write() as conn:
+                user_id = conn.execute(
+                    insert(users)
+                    .values(email=email, token_hash=token_hash, created_at=now)
+                    .returning(users.c.id)
+                ).scalar_one()
+        except IntegrityError:
+            raise Conflict(f"a user with e-mail {email!r} already exists") from None
+        return User(id=user_id, email=email, created_at=now)
+
+    def by_token_hash(self, token_hash: str) -> User | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(users.c.id, users.c.email, users.c.created_at).where(
+                    users.c.token_hash == token_hash
+                )
+            ).first()
+        return User(id=row.id, email=row.email, created_at=row.created_at) if row else None
+
+    def all(self) -> list[User]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(users.c.id, users.c.email, users.c.created_at).order_by(users.c.id)
+            ).all()
+        return [User(id=r.id, email=r.email, created_at=r.created_at) for r in rows]
+
+    def count(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
+
+    def set_token_hash(self, email: str, token_hash: str) -> None:
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(users).where(users.c.email == email).values(token_hash=token_hash)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no user has the e-mail {email!r}")
