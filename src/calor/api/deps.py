@@ -8,8 +8,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from calor.domain.errors import BadRequest
+from calor.domain.users import User
 from calor.services.platform import Platform
-from calor.store.users import User
 
 
 def platform(request: Request) -> Platform:

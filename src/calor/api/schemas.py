@@ -89,8 +89,7 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         "uploadResultsOnCancellation": body.upload_results_on_cancellation,
         "hardwareConstraints": hardware,
         "defaultResourcesCacheTTLSec": body.default_resources_cache_ttl_sec,
-        "privileges": body.privileges
-        or {"exportApiAndStorageCredentialsInEnvironment": False},
+        "privileges": body.privileges or {"exportApiAndStorageCredentialsInEnvironment": False},
         "retrySettings": {"maxTotalRetries": total, "maxPerInstanceRetries": per_instance},
         "maxRetriesPerInstance": per_instance or 0,
         "maxTimeQueueSeconds": body.max_time_queue_seconds,
@@ -154,14 +153,15 @@ def _completed(inst: InstanceRecord, cores: int, host: HostFacts) -> dict[str, A
     }
 
 
-def _status(t: TaskRecord, now: datetime, host: HostFacts, exec_sec: float, wall_sec: float
-            ) -> dict[str, Any]:
+def _status(
+    t: TaskRecord, now: datetime, host: HostFacts, exec_sec: float, wall_sec: float
+) -> dict[str, Any]:
     succeeded = [i.instance_id for i in t.instances if i.state is InstanceState.SUCCESS]
     failed = [i.instance_id for i in t.instances if i.state is InstanceState.FAILURE]
     executed = [i.instance_id for i in t.instances if i.state in FINAL_INSTANCE_STATES]
     started = [i.instance_id for i in t.instances if i.attempts > 0]
     running = [i for i in t.instances if i.state in ACTIVE_INSTANCE_STATES]
-    per_running = [
+    per_running: list[dict[str, Any]] = [
         {
             "phase": "execution" if i.state is InstanceState.EXECUTING else "environment",
             "instanceId": i.instance_id,
@@ -211,8 +211,12 @@ def _status(t: TaskRecord, now: datetime, host: HostFacts, exec_sec: float, wall
             {"model": host.cpu_model, "time": round(exec_sec, 3), "core": t.cores}
         ],
         "executionTimeGhzByCpuModel": [
-            {"model": host.cpu_model, "timeGhz": round(exec_sec * host.ghz, 3),
-             "clockRatio": 1.0, "core": t.cores}
+            {
+                "model": host.cpu_model,
+                "timeGhz": round(exec_sec * host.ghz, 3),
+                "clockRatio": 1.0,
+                "core": t.cores,
+            }
         ],
         "runningInstancesInfo": {
             "timestamp": stamp,
@@ -229,8 +233,11 @@ def _status(t: TaskRecord, now: datetime, host: HostFacts, exec_sec: float, wall
             "totalNetworkOutKbps": 0.0,
             "snapshotResults": [],
             "runningCoreCountByCpuModel": [
-                {"model": host.cpu_model, "core": len(running) * t.cores,
-                 "runningCoreCount": len(running) * t.cores}
+                {
+                    "model": host.cpu_model,
+                    "core": len(running) * t.cores,
+                    "runningCoreCount": len(running) * t.cores,
+                }
             ],
             "perRunningInstanceInfo": per_running,
         },
@@ -269,13 +276,30 @@ def task_summary(t: TaskRecord) -> dict[str, Any]:
 
 
 _ECHOED = (
-    "constants", "constraints", "forcedConstants", "labels", "advancedResourceBuckets",
-    "resourceBuckets", "snapshotWhitelist", "snapshotBlacklist", "resultsWhitelist",
-    "resultsBlacklist", "autoDeleteOnCompletion", "completionTimeToLive",
-    "uploadResultsOnCancellation", "hardwareConstraints", "defaultResourcesCacheTTLSec",
-    "privileges", "retrySettings", "maxTimeQueueSeconds", "schedulingType",
-    "targetedReservedMachineKey", "targetedReservationName", "forcedNetworkRules",
-    "secretsAccessRights", "dependencies",
+    "constants",
+    "constraints",
+    "forcedConstants",
+    "labels",
+    "advancedResourceBuckets",
+    "resourceBuckets",
+    "snapshotWhitelist",
+    "snapshotBlacklist",
+    "resultsWhitelist",
+    "resultsBlacklist",
+    "autoDeleteOnCompletion",
+    "completionTimeToLive",
+    "uploadResultsOnCancellation",
+    "hardwareConstraints",
+    "defaultResourcesCacheTTLSec",
+    "privileges",
+    "retrySettings",
+    "maxTimeQueueSeconds",
+    "schedulingType",
+    "targetedReservedMachineKey",
+    "targetedReservationName",
+    "forcedNetworkRules",
+    "secretsAccessRights",
+    "dependencies",
 )
 
 

@@ -12,8 +12,9 @@ from rich.table import Table
 from calor.domain.errors import CalorError
 from calor.settings import Settings
 
-app = typer.Typer(help="calor: a self-hosted compute platform speaking the Qarnot API",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="calor: a self-hosted compute platform speaking the Qarnot API", no_args_is_help=True
+)
 admin = typer.Typer(help="Administration: users and API tokens", no_args_is_help=True)
 user_cmd = typer.Typer(help="Users", no_args_is_help=True)
 token_cmd = typer.Typer(help="API tokens", no_args_is_help=True)
@@ -29,9 +30,12 @@ DataDir = Annotated[
 ]
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", envvar="CALOR_DATABASE_URL",
-                 help="SQLAlchemy URL; default: SQLite in the data dir "
-                      "(PostgreSQL: postgresql+psycopg://user@host/db)"),
+    typer.Option(
+        "--database-url",
+        envvar="CALOR_DATABASE_URL",
+        help="SQLAlchemy URL; default: SQLite in the data dir "
+        "(PostgreSQL: postgresql+psycopg://user@host/db)",
+    ),
 ]
 DEFAULT_DATA_DIR = Path("./calor-data")
 
@@ -47,10 +51,12 @@ def serve(
     port: Annotated[int, typer.Option(envvar="CALOR_PORT")] = 8000,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     database_url: DatabaseUrl = None,
-    cores: Annotated[int | None, typer.Option(envvar="CALOR_CORES",
-                                              help="cores the local executor may use")] = None,
-    sandbox: Annotated[str, typer.Option(envvar="CALOR_SANDBOX",
-                                         help="auto | on | off (bubblewrap)")] = "auto",
+    cores: Annotated[
+        int | None, typer.Option(envvar="CALOR_CORES", help="cores the local executor may use")
+    ] = None,
+    sandbox: Annotated[
+        str, typer.Option(envvar="CALOR_SANDBOX", help="auto | on | off (bubblewrap)")
+    ] = "auto",
     drain_seconds: Annotated[float, typer.Option(envvar="CALOR_DRAIN_SECONDS")] = 5.0,
     log_level: Annotated[str, typer.Option(envvar="CALOR_LOG_LEVEL")] = "warning",
 ) -> None:
@@ -75,8 +81,13 @@ def serve(
         console.print(f"created user [bold]{user.email}[/bold]; API token (shown once):")
         console.print(token, highlight=False, soft_wrap=True)
     console.print(f"calor listening on http://{host}:{port}", highlight=False)
-    uvicorn.run(server.app, host=host, port=port, log_level=log_level.lower(),
-                timeout_graceful_shutdown=int(drain_seconds) + 5)
+    uvicorn.run(
+        server.app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=int(drain_seconds) + 5,
+    )
 
 
 def _users(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]

@@ -182,7 +182,9 @@ def parse_filter(raw: Any, fields: dict[str, Kind] = TASK_FIELDS) -> Filter | No
         if depth > MAX_DEPTH:
             raise BadRequest(f"filter is nested deeper than {MAX_DEPTH} levels")
         if not isinstance(node, dict):
-            raise BadRequest("each filter must be an object with 'operator' and 'filters' or 'field'")
+            raise BadRequest(
+                "each filter must be an object with 'operator' and 'filters' or 'field'"
+            )
         obj = _lower_keys(node)
         operator = obj.get("operator")
         if isinstance(operator, str) and operator.lower() in ("and", "or"):

@@ -25,7 +25,7 @@ class Profile:
 _DOCKER_CONSTANTS = (
     ProfileConstant("DOCKER_REPO", "library/ubuntu", "image repository"),
     ProfileConstant("DOCKER_TAG", "latest", "image tag"),
-    ProfileConstant("DOCKER_CMD", "", "command run in the image (sh -c \"...\" to expand variables)"),
+    ProfileConstant("DOCKER_CMD", "", 'command run in the image (sh -c "..." expands variables)'),
     ProfileConstant("DOCKER_WORKDIR", "", "working directory inside the container"),
     ProfileConstant("DOCKER_USER", "", "user the command runs as"),
     ProfileConstant("DOCKER_HOST", "", "hostname inside the container"),

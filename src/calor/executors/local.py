@@ -37,8 +37,9 @@ class LocalExecutor:
             return self._total - self._used
 
     def start(self, job: InstanceJob) -> None:
-        thread = threading.Thread(target=self._run, args=(job,), daemon=True,
-                                  name=f"instance-{job.row_id}")
+        thread = threading.Thread(
+            target=self._run, args=(job,), daemon=True, name=f"instance-{job.row_id}"
+        )
         with self._lock:
             self._used += job.cores
             self._threads[job.row_id] = thread

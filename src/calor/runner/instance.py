@@ -60,8 +60,15 @@ class InstanceRunner:
         try:
             self._run(job, workdir, emit, on_process, t0)
         except Exception as exc:  # the outcome must be reported whatever went wrong
-            emit(Finished(job.row_id, utcnow(), None, wall_time_sec=time.monotonic() - t0,
-                          error=f"the instance could not be run: {exc}"))
+            emit(
+                Finished(
+                    job.row_id,
+                    utcnow(),
+                    None,
+                    wall_time_sec=time.monotonic() - t0,
+                    error=f"the instance could not be run: {exc}",
+                )
+            )
         finally:
             if not self.keep_workdirs:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -78,29 +85,46 @@ class InstanceRunner:
     ) -> None:
         command = job.constants.get("DOCKER_CMD", "").strip()
         if not command:
-            emit(Finished(job.row_id, utcnow(), None, wall_time_sec=time.monotonic() - t0,
-                          error="DOCKER_CMD is empty: the host runtime cannot run the image's "
-                                "own entrypoint; set DOCKER_CMD to the command to run"))
+            emit(
+                Finished(
+                    job.row_id,
+                    utcnow(),
+                    None,
+                    wall_time_sec=time.monotonic() - t0,
+                    error="DOCKER_CMD is empty: the host runtime cannot run the image's "
+                    "own entrypoint; set DOCKER_CMD to the command to run",
+                )
+            )
             return
         workdir.mkdir(parents=True, exist_ok=True)
         tmp = self.runtime.tmp_path(workdir)
         tmp.mkdir(parents=True, exist_ok=True)
         env = instance_environment(job, workdir, tmp)
         image = f"{job.constants.get('DOCKER_REPO', '')}:{job.constants.get('DOCKER_TAG', '')}"
-        emit(Output(job.row_id, STDOUT,
-                    f"[calor] host runtime: image {image} was not used; DOCKER_CMD runs with "
-                    f"sh -c {self.runtime.description}\n"))
+        emit(
+            Output(
+                job.row_id,
+                STDOUT,
+                f"[calor] host runtime: image {image} was not used; DOCKER_CMD runs with "
+                f"sh -c {self.runtime.description}\n",
+            )
+        )
         try:
             proc = self.runtime.start(command, workdir, env, job.network)
         except OSError as exc:
-            emit(Finished(job.row_id, utcnow(), None, wall_time_sec=time.monotonic() - t0,
-                          error=f"runtime missing: cannot start the host runtime ({exc})"))
+            emit(
+                Finished(
+                    job.row_id,
+                    utcnow(),
+                    None,
+                    wall_time_sec=time.monotonic() - t0,
+                    error=f"runtime missing: cannot start the host runtime ({exc})",
+                )
+            )
             return
         on_process(proc)
         emit(Started(job.row_id, utcnow(), proc.pid, proc.proc_start))
-        parse = progress_parser(
-            [job.constants.get(f"DOCKER_PROGRESS{i}", "") for i in (1, 2, 3)]
-        )
+        parse = progress_parser([job.constants.get(f"DOCKER_PROGRESS{i}", "") for i in (1, 2, 3)])
         last = [-1.0]
 
         def on_line(line: str) -> None:
@@ -114,8 +138,11 @@ class InstanceRunner:
         readers = [
             threading.Thread(
                 target=pump,
-                args=(proc.popen.stdout, lambda d: emit(Output(job.row_id, STDOUT, d)),
-                      on_line if has_progress else None),
+                args=(
+                    proc.popen.stdout,
+                    lambda d: emit(Output(job.row_id, STDOUT, d)),
+                    on_line if has_progress else None,
+                ),
                 daemon=True,
             ),
             threading.Thread(
@@ -134,14 +161,16 @@ class InstanceRunner:
             error = f"instance {job.instance_id} {error}"
         if proc.cancelled:
             error = "cancelled by the user"
-        emit(Finished(
-            job.row_id,
-            utcnow(),
-            result.exit_code,
-            cpu_time_sec=result.cpu_time_sec,
-            peak_memory_mb=result.peak_memory_mb,
-            wall_time_sec=time.monotonic() - t0,
-            error=error,
-            cancelled=proc.cancelled,
-            interrupted=proc.interrupted,
-        ))
+        emit(
+            Finished(
+                job.row_id,
+                utcnow(),
+                result.exit_code,
+                cpu_time_sec=result.cpu_time_sec,
+                peak_memory_mb=result.peak_memory_mb,
+                wall_time_sec=time.monotonic() - t0,
+                error=error,
+                cancelled=proc.cancelled,
+                interrupted=proc.interrupted,
+            )
+        )

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from calor.domain.errors import BadRequest, Unauthorized
-from calor.store.users import User, UserStore
+from calor.domain.users import User
+from calor.store.users import UserStore
 
 
 def hash_token(token: str) -> str:

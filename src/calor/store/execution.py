@@ -134,8 +134,12 @@ class ExecutionStore:
                     continue  # the task was deleted meanwhile
                 if isinstance(ev, Output):
                     logs.append(
-                        {"task_id": row.task_id, "instance_id": row.instance_id,
-                         "stream": ev.stream, "data": ev.data}
+                        {
+                            "task_id": row.task_id,
+                            "instance_id": row.instance_id,
+                            "stream": ev.stream,
+                            "data": ev.data,
+                        }
                     )
                     continue
                 if isinstance(ev, Started):
@@ -145,14 +149,19 @@ class ExecutionStore:
                     conn.execute(
                         update(instances)
                         .where(instances.c.id == ev.row_id)
-                        .values(state=InstanceState.EXECUTING.value, started_at=ev.at,
-                                pid=ev.pid, proc_start=ev.proc_start)
+                        .values(
+                            state=InstanceState.EXECUTING.value,
+                            started_at=ev.at,
+                            pid=ev.pid,
+                            proc_start=ev.proc_start,
+                        )
                     )
                 elif isinstance(ev, Progress):
                     if state[ev.row_id] not in ACTIVE_INSTANCE_STATES:
                         continue
                     conn.execute(
-                        update(instances).where(instances.c.id == ev.row_id)
+                        update(instances)
+                        .where(instances.c.id == ev.row_id)
                         .values(progress=max(0.0, min(100.0, ev.value)))
                     )
                 elif isinstance(ev, Finished):

@@ -52,9 +52,7 @@ def _regex(column: Any, pattern: str) -> ColumnElement[bool]:
 
 
 def _has_tag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(
-        select(task_tags.c.task_id).where(task_tags.c.task_id == tasks.c.id, condition)
-    )
+    return exists(select(task_tags.c.task_id).where(task_tags.c.task_id == tasks.c.id, condition))
 
 
 def _tags_leaf(leaf: Leaf) -> ColumnElement[bool]:

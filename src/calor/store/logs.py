@@ -28,10 +28,14 @@ class LogStore:
             conn.execute(insert(log_chunks), list(rows))
 
     @staticmethod
-    def _select(conn: Connection, task_id: int, stream: int, instance_id: int | None, after: int
-                ) -> list[Chunk]:
-        where = [log_chunks.c.task_id == task_id, log_chunks.c.stream == stream,
-                 log_chunks.c.id > after]
+    def _select(
+        conn: Connection, task_id: int, stream: int, instance_id: int | None, after: int
+    ) -> list[Chunk]:
+        where = [
+            log_chunks.c.task_id == task_id,
+            log_chunks.c.stream == stream,
+            log_chunks.c.id > after,
+        ]
         if instance_id is not None:
             where.append(log_chunks.c.instance_id == instance_id)
         rows = conn.execute(

@@ -27,7 +27,7 @@ INSTANCE_COLUMNS = (
 )
 
 
-def instance_record(row: Row[Any]) -> InstanceRecord:
+def instance_record(row: Any) -> InstanceRecord:
     return InstanceRecord(
         row_id=row.id,
         instance_id=row.instance_id,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from calor.domain.errors import CalorError, Conflict, NotFound
 from calor.domain.filters import Filter
@@ -104,9 +104,13 @@ class TaskStore:
                 )
             if not rows:
                 return results
-            ids = conn.execute(
-                insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True), rows
-            ).scalars().all()
+            ids = (
+                conn.execute(
+                    insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True), rows
+                )
+                .scalars()
+                .all()
+            )
             tag_rows = [
                 {"task_id": tid, "tag": tag, "user_id": user_id}
                 for tid, spec in zip(ids, kept, strict=True)
@@ -223,7 +227,7 @@ class TaskStore:
         limit: int,
         full: bool,
     ) -> tuple[list[TaskRecord], bool]:
-        """Up to ``limit`` tasks after ``after_id`` in id (creation) order, and whether more exist."""
+        """Up to ``limit`` tasks after ``after_id`` in id (creation) order, and if more exist."""
         where = [tasks.c.user_id == user_id, tasks.c.id > after_id]
         if flt is not None:
             where.append(to_sql(flt))
@@ -252,7 +256,7 @@ class TaskStore:
                     func.coalesce(func.sum(tasks.c.running_core_count), 0),
                 ).where(
                     tasks.c.user_id == user_id,
-                    or_(*(tasks.c.state == s.value for s in TaskState if s not in FINAL_TASK_STATES)),
+                    tasks.c.state.not_in(_FINAL),
                 )
             ).one()
         return Counts(int(total), int(running[0]), int(running[1]), int(running[2]))

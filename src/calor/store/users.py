@@ -1,21 +1,14 @@
 """Users and their API tokens (stored as SHA-256 hashes, never in clear)."""
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from calor.domain.errors import Conflict, NotFound
+from calor.domain.users import User
 from calor.store.engine import Database
 from calor.store.tables import users
-
-
-@dataclass(frozen=True)
-class User:
-    id: int
-    email: str
-    created_at: datetime
 
 
 class UserStore:

@@ -96,6 +96,10 @@ async def hardware_constraints(
     limit = max(1, min(limit, 1000))
     offset = max(0, offset)
     return json_response(
-        {"data": everything[offset : offset + limit], "offset": offset, "limit": limit,
-         "total": len(everything)}
+        {
+            "data": everything[offset : offset + limit],
+            "offset": offset,
+            "limit": limit,
+            "total": len(everything),
+        }
     )

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from calor.api.errors import status_of
 from calor.api.deps import PlatformDep, UserDep, json_body, json_response, text_response
+from calor.api.errors import status_of
 from calor.api.requests import PageBody, SearchBody, TaskBody, parse
 from calor.api.schemas import HostFacts, select_fields, task_full, task_spec, task_summary
 from calor.domain.errors import BadRequest, CalorError

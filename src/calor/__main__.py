@@ -1,0 +1,3 @@
+from calor.cli.main import app
+
+app(prog_name="calor")
