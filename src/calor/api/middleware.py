@@ -6,6 +6,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from calor.domain.errors import PayloadTooLarge
+
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -71,7 +73,9 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(
+                        f"request body is larger than {self.max_bytes} bytes; send less"
+                    )
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -87,7 +91,7 @@ class BodyLimit:
                 await self._reject(send)
 
 
-class _TooLarge(Exception):
+class _TooLarge(PayloadTooLarge):  # a CalorError, so the app's handlers answer 413 too
     pass
 
 

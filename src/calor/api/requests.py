@@ -150,9 +150,31 @@ def validation_message(exc: ValidationError, prefix: str = "") -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
+def _nul_at(value: Any) -> tuple[int | str, ...] | None:
+    """Where a string holds a NUL character (PostgreSQL text cannot store one), if anywhere."""
+    stack: list[tuple[tuple[int | str, ...], Any]] = [((), value)]
+    while stack:
+        loc, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return loc
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in str(key):
+                    return (*loc, str(key))
+                stack.append(((*loc, str(key).lower()), child))
+        elif isinstance(item, list):
+            stack.extend(((*loc, i), child) for i, child in enumerate(item))
+    return None
+
+
 def parse(model: type[M], raw: Any, prefix: str = "") -> M:
     if not isinstance(raw, dict):
         raise BadRequest(f"{prefix or 'the body'} must be a JSON object")
+    nul = _nul_at(raw)
+    if nul is not None:
+        where = prefix + _location(nul).replace("\x00", "\\0")
+        raise BadRequest(f"{where} contains a NUL character (\\u0000); remove it")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

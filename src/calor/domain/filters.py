@@ -124,9 +124,12 @@ def _parse_value(field: str, kind: Kind, op: Op, raw: Any) -> FilterValue:
         if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
             raise BadRequest(f"filter value {raw!r} for {field} must be a number")
         try:
-            return int(raw) if kind is Kind.INT else float(raw)
+            number = int(raw) if kind is Kind.INT else float(raw)
         except ValueError:
             raise BadRequest(f"filter value {raw!r} for {field} must be a number") from None
+        if kind is Kind.INT and not -(2**31) <= number < 2**31:
+            raise BadRequest(f"filter value {raw!r} for {field} is out of range")
+        return number
     if raw is None:
         return ""
     if isinstance(raw, (dict, list)):
@@ -207,6 +210,8 @@ def tags_any(values: list[str]) -> Filter | None:
     for value in values:
         for tag in value.split(","):
             tag = tag.strip()
+            if "\x00" in tag:
+                raise BadRequest(f"tag {tag!r} contains a NUL character; remove it")
             if tag and tag not in tags:
                 tags.append(tag)
     if not tags:

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from calor.domain.ports import EventSink, Finished, InstanceJob, Output, Progress, Started
+from calor.domain.ports import (
+    EventSink,
+    Finished,
+    InstanceEvent,
+    InstanceJob,
+    Output,
+    Progress,
+    Started,
+)
 from calor.runner.host import SAFE_PATH, HostRuntime, RunningProcess, progress_parser, pump
 
 STDOUT, STDERR = 1, 2
@@ -57,10 +65,20 @@ class InstanceRunner:
     ) -> None:
         t0 = time.monotonic()
         workdir = self.work_root / job.task_uuid / str(job.instance_id)
+        # the outcome is reported after the working directory is removed: a retry of this
+        # instance reuses the path and may start as soon as the outcome is recorded
+        outcome: list[InstanceEvent] = []
+
+        def emit_outcome_last(event: InstanceEvent) -> None:
+            if isinstance(event, Finished):
+                outcome.append(event)
+            else:
+                emit(event)
+
         try:
-            self._run(job, workdir, emit, on_process, t0)
+            self._run(job, workdir, emit_outcome_last, on_process, t0)
         except Exception as exc:  # the outcome must be reported whatever went wrong
-            emit(
+            outcome.append(
                 Finished(
                     job.row_id,
                     utcnow(),
@@ -74,6 +92,8 @@ class InstanceRunner:
                 shutil.rmtree(workdir, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     workdir.parent.rmdir()
+            for event in outcome:
+                emit(event)
 
     def _run(
         self,
@@ -156,9 +176,7 @@ class InstanceRunner:
         result = self.runtime.wait(proc)
         for r in readers:
             r.join(timeout=5)
-        error = result.error
-        if error is not None:
-            error = f"instance {job.instance_id} {error}"
+        error = result.error  # the wire message adds "instance <id>: " (api/schemas.py)
         if proc.cancelled:
             error = "cancelled by the user"
         emit(

@@ -28,7 +28,7 @@ def decode_token(token: str | None) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         prefix, _, number = text.partition(":")
-        if prefix != "calor":
+        if prefix != "calor" or not 0 <= int(number) < 2**63:
             raise ValueError
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -60,8 +60,7 @@ class TaskService:
         self.clock = clock
 
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
-        counts = self.tasks.counts(user_id)
-        if counts.task_count + len(specs) > self.limits.max_tasks_per_user:
+        if self.tasks.count(user_id) + len(specs) > self.limits.max_tasks_per_user:
             raise Forbidden(
                 f"maximum number of tasks reached ({self.limits.max_tasks_per_user}); "
                 "delete finished tasks to submit more"

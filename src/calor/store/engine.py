@@ -25,7 +25,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA cache_size=-65536")
+    # 2 MiB per connection: the OS page cache holds the rest; 64 MiB per pooled connection
+    # made the server's RSS grow with the size of the store (bench/RESULTS.md, target 5)
+    cur.execute("PRAGMA cache_size=-2048")
     cur.close()
 
 

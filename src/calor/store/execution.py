@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from calor.domain.ports import Finished, InstanceEvent, InstanceJob, Output, Progress, Started
 from calor.domain.profiles import PROFILES
@@ -21,6 +21,55 @@ from calor.store.records import recompute
 from calor.store.tables import instances, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
+
+# Built once (the engine runs them for every instance; see records.py)
+_QUEUED = (
+    select(
+        instances.c.id,
+        instances.c.task_id,
+        instances.c.instance_id,
+        instances.c.attempts,
+        tasks.c.uuid,
+        tasks.c.instance_count,
+        tasks.c.profile,
+        tasks.c.cores,
+        tasks.c.document,
+    )
+    .join(tasks, tasks.c.id == instances.c.task_id)
+    .where(instances.c.state == InstanceState.QUEUED.value)
+    .order_by(instances.c.id)
+    .limit(bindparam("limit"))
+)
+_DISPATCH = (
+    update(instances)
+    .where(instances.c.id.in_(bindparam("row_ids", expanding=True)))
+    .values(
+        state=InstanceState.DISPATCHED.value,
+        attempts=instances.c.attempts + 1,
+        progress=0.0,
+        started_at=None,
+        ended_at=None,
+        exit_code=None,
+        error=None,
+    )
+)
+_CURRENT = select(
+    instances.c.id,
+    instances.c.task_id,
+    instances.c.instance_id,
+    instances.c.state,
+    instances.c.attempts,
+    instances.c.wall_time_sec,
+    instances.c.cpu_time_sec,
+    instances.c.peak_memory_mb,
+).where(instances.c.id.in_(bindparam("row_ids", expanding=True)))
+_UPDATE_INSTANCE = update(instances).where(instances.c.id == bindparam("_row_id"))
+_RETRY_SETTINGS = select(
+    tasks.c.cancel_requested,
+    tasks.c.retries_used,
+    tasks.c.max_per_instance_retries,
+    tasks.c.max_total_retries,
+).where(tasks.c.id == bindparam("task_id"))
 
 
 @dataclass(frozen=True)
@@ -48,23 +97,7 @@ class ExecutionStore:
         if free_cores <= 0:
             return []
         with self.db.write() as conn:
-            rows = conn.execute(
-                select(
-                    instances.c.id,
-                    instances.c.task_id,
-                    instances.c.instance_id,
-                    instances.c.attempts,
-                    tasks.c.uuid,
-                    tasks.c.instance_count,
-                    tasks.c.profile,
-                    tasks.c.cores,
-                    tasks.c.document,
-                )
-                .join(tasks, tasks.c.id == instances.c.task_id)
-                .where(instances.c.state == InstanceState.QUEUED.value)
-                .order_by(instances.c.id)
-                .limit(free_cores)
-            ).all()
+            rows = conn.execute(_QUEUED, {"limit": free_cores}).all()
             jobs: list[InstanceJob] = []
             task_ids: set[int] = set()
             for row in rows:
@@ -89,19 +122,7 @@ class ExecutionStore:
                 task_ids.add(row.task_id)
             if not jobs:
                 return []
-            conn.execute(
-                update(instances)
-                .where(instances.c.id.in_([j.row_id for j in jobs]))
-                .values(
-                    state=InstanceState.DISPATCHED.value,
-                    attempts=instances.c.attempts + 1,
-                    progress=0.0,
-                    started_at=None,
-                    ended_at=None,
-                    exit_code=None,
-                    error=None,
-                )
-            )
+            conn.execute(_DISPATCH, {"row_ids": [j.row_id for j in jobs]})
             recompute(conn, task_ids, now)
         return jobs
 
@@ -110,21 +131,7 @@ class ExecutionStore:
         row_ids = sorted({e.row_id for e in events})
         ended = 0
         with self.db.write() as conn:
-            current = {
-                r.id: r
-                for r in conn.execute(
-                    select(
-                        instances.c.id,
-                        instances.c.task_id,
-                        instances.c.instance_id,
-                        instances.c.state,
-                        instances.c.attempts,
-                        instances.c.wall_time_sec,
-                        instances.c.cpu_time_sec,
-                        instances.c.peak_memory_mb,
-                    ).where(instances.c.id.in_(row_ids))
-                )
-            }
+            current = {r.id: r for r in conn.execute(_CURRENT, {"row_ids": row_ids})}
             state = {rid: InstanceState(r.state) for rid, r in current.items()}
             touched: set[int] = set()
             logs: list[dict[str, object]] = []
@@ -147,14 +154,14 @@ class ExecutionStore:
                         continue
                     state[ev.row_id] = InstanceState.EXECUTING
                     conn.execute(
-                        update(instances)
-                        .where(instances.c.id == ev.row_id)
-                        .values(
-                            state=InstanceState.EXECUTING.value,
-                            started_at=ev.at,
-                            pid=ev.pid,
-                            proc_start=ev.proc_start,
-                        )
+                        _UPDATE_INSTANCE,
+                        {
+                            "_row_id": ev.row_id,
+                            "state": InstanceState.EXECUTING.value,
+                            "started_at": ev.at,
+                            "pid": ev.pid,
+                            "proc_start": ev.proc_start,
+                        },
                     )
                 elif isinstance(ev, Progress):
                     if state[ev.row_id] not in ACTIVE_INSTANCE_STATES:
@@ -190,14 +197,7 @@ class ExecutionStore:
             "pid": None,
             "proc_start": None,
         }
-        task = conn.execute(
-            select(
-                tasks.c.cancel_requested,
-                tasks.c.retries_used,
-                tasks.c.max_per_instance_retries,
-                tasks.c.max_total_retries,
-            ).where(tasks.c.id == row.task_id)
-        ).one()
+        task = conn.execute(_RETRY_SETTINGS, {"task_id": row.task_id}).one()
         if ev.cancelled or task.cancel_requested:
             new = InstanceState.CANCELLED
         elif ev.interrupted:
@@ -222,7 +222,7 @@ class ExecutionStore:
         else:
             new = InstanceState.FAILURE
         values["state"] = new.value
-        conn.execute(update(instances).where(instances.c.id == row.id).values(**values))
+        conn.execute(_UPDATE_INSTANCE, {"_row_id": row.id, **values})
         return new
 
     def leftovers(self) -> list[Leftover]:

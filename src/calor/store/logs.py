@@ -25,7 +25,10 @@ class LogStore:
     @staticmethod
     def append(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
         if rows:
-            conn.execute(insert(log_chunks), list(rows))
+            # PostgreSQL text cannot hold NUL: a failed insert would lose the engine's whole
+            # batch of events (and wedge its tasks), so NUL shows as U+FFFD like bad UTF-8
+            clean = [{**r, "data": str(r["data"]).replace("\x00", "\ufffd")} for r in rows]
+            conn.execute(insert(log_chunks), clean)
 
     @staticmethod
     def _select(

@@ -4,7 +4,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from calor.domain.states import FINAL_TASK_STATES, InstanceState, TaskState
 from calor.domain.task import InstanceRecord, TaskRecord, derive
@@ -25,6 +25,23 @@ INSTANCE_COLUMNS = (
     instances.c.exit_code,
     instances.c.error,
 )
+
+# Built once: constructing a Core statement (and its cache key) per call cost the engine about
+# a third of its time per task (bench/RESULTS.md, target 1)
+_LOAD_INSTANCES = (
+    select(*INSTANCE_COLUMNS)
+    .where(instances.c.task_id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(instances.c.task_id, instances.c.instance_id)
+)
+_DERIVE_INPUTS = select(
+    tasks.c.id,
+    tasks.c.state,
+    tasks.c.state_transition_time,
+    tasks.c.cancel_requested,
+    tasks.c.cores,
+).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
+# executemany: the SET clause is taken from the parameters' keys
+_UPDATE_TASK = update(tasks).where(tasks.c.id == bindparam("_task_id"))
 
 
 def instance_record(row: Any) -> InstanceRecord:
@@ -84,12 +101,7 @@ def load_instances(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[
     out: dict[int, list[InstanceRecord]] = {i: [] for i in task_ids}
     if not task_ids:
         return out
-    rows = conn.execute(
-        select(*INSTANCE_COLUMNS)
-        .where(instances.c.task_id.in_(task_ids))
-        .order_by(instances.c.task_id, instances.c.instance_id)
-    )
-    for row in rows:
+    for row in conn.execute(_LOAD_INSTANCES, {"task_ids": list(task_ids)}):
         out[row.task_id].append(instance_record(row))
     return out
 
@@ -115,18 +127,12 @@ def recompute(conn: Connection, task_ids: Iterable[int], now: datetime) -> None:
     if not ids:
         return
     insts = load_instances(conn, ids)
-    rows = conn.execute(
-        select(
-            tasks.c.id,
-            tasks.c.state,
-            tasks.c.state_transition_time,
-            tasks.c.cancel_requested,
-            tasks.c.cores,
-        ).where(tasks.c.id.in_(ids))
-    ).all()
-    for row in rows:
+    # one executemany per shape of SET clause: with or without a state change
+    updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for row in conn.execute(_DERIVE_INPUTS, {"task_ids": ids}):
         d = derive(insts[row.id], row.cores, row.cancel_requested, now)
         values: dict[str, Any] = {
+            "_task_id": row.id,
             "progress": d.progress,
             "running_instance_count": d.running_instance_count,
             "running_core_count": d.running_core_count,
@@ -135,7 +141,8 @@ def recompute(conn: Connection, task_ids: Iterable[int], now: datetime) -> None:
             "first_start": d.first_start,
             "last_modified": now,
         }
-        if d.state != row.state:
+        changed = d.state != row.state
+        if changed:
             values.update(
                 state=d.state.value,
                 previous_state=row.state,
@@ -143,4 +150,7 @@ def recompute(conn: Connection, task_ids: Iterable[int], now: datetime) -> None:
                 state_transition_time=now,
                 end_date=now if d.state in FINAL_TASK_STATES else None,
             )
-        conn.execute(update(tasks).where(tasks.c.id == row.id).values(**values))
+        updates[changed].append(values)
+    for params in updates.values():
+        if params:
+            conn.execute(_UPDATE_TASK, params)

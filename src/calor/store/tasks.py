@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 
-from calor.domain.errors import CalorError, Conflict, NotFound
+from calor.domain.errors import BadRequest, CalorError, Conflict, NotFound
 from calor.domain.filters import Filter
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
@@ -23,6 +24,8 @@ from calor.store.records import load_instances, load_tags, recompute, task_recor
 from calor.store.tables import instances, task_tags, tasks
 
 _FINAL = [s.value for s in FINAL_TASK_STATES]
+# the non-final states as an IN list: a range on ix_tasks_user_state_id, where NOT IN scans
+_NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 _ACTIVE_INSTANCES = [s.value for s in ACTIVE_INSTANCE_STATES]
 
 
@@ -44,6 +47,18 @@ class TaskStore:
         self, user_id: int, specs: Sequence[TaskSpec], now: datetime
     ) -> list[str | CalorError]:
         """Insert tasks in one transaction; per-item conflicts are returned, not raised."""
+        for _ in range(2):
+            try:
+                return self._insert(user_id, specs, now)
+            except IntegrityError:
+                # a concurrent submission took a shortname between our check and our insert;
+                # the next attempt sees it committed and reports it as that item's conflict
+                continue
+        return self._insert(user_id, specs, now)
+
+    def _insert(
+        self, user_id: int, specs: Sequence[TaskSpec], now: datetime
+    ) -> list[str | CalorError]:
         results: list[str | CalorError] = []
         wanted = [s.shortname for s in specs if s.shortname]
         rows: list[dict[str, Any]] = []
@@ -196,6 +211,8 @@ class TaskStore:
     # -- reads ----------------------------------------------------------------------------
 
     def _id(self, conn: Connection, user_id: int, key: str) -> int:
+        if "\x00" in key:  # no task has one, and PostgreSQL rejects it in a query
+            raise NotFound(f"task {key!r} not found")
         found = conn.execute(
             select(tasks.c.id).where(tasks.c.user_id == user_id, tasks.c.uuid == key)
         ).scalar()
@@ -232,9 +249,14 @@ class TaskStore:
         if flt is not None:
             where.append(to_sql(flt))
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(tasks).where(and_(*where)).order_by(tasks.c.id).limit(limit + 1)
-            ).all()
+            try:
+                rows = conn.execute(
+                    select(tasks).where(and_(*where)).order_by(tasks.c.id).limit(limit + 1)
+                ).all()
+            except DataError as exc:  # e.g. a Like regex in a syntax PostgreSQL lacks
+                raise BadRequest(
+                    f"the filter cannot be evaluated ({exc.orig}); check the Like regex"
+                ) from None
             more = len(rows) > limit
             rows = rows[:limit]
             ids = [r.id for r in rows]
@@ -243,6 +265,15 @@ class TaskStore:
             tags = load_tags(conn, ids)
             insts = load_instances(conn, ids)
             return [task_record(r, tags[r.id], insts[r.id]) for r in rows], more
+
+    def count(self, user_id: int) -> int:
+        """The user's number of tasks (a count over the covering index ix_tasks_user_id_id)."""
+        with self.db.read() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(tasks).where(tasks.c.user_id == user_id)
+                ).scalar_one()
+            )
 
     def counts(self, user_id: int) -> Counts:
         with self.db.read() as conn:
@@ -256,7 +287,7 @@ class TaskStore:
                     func.coalesce(func.sum(tasks.c.running_core_count), 0),
                 ).where(
                     tasks.c.user_id == user_id,
-                    tasks.c.state.not_in(_FINAL),
+                    tasks.c.state.in_(_NOT_FINAL),
                 )
             ).one()
         return Counts(int(total), int(running[0]), int(running[1]), int(running[2]))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -90,8 +90,15 @@ def _constraints(cores: int, memory_mb: int) -> list[dict[str, Any]]:
 
 @router.get("/hardware-constraints")
 async def hardware_constraints(
-    p: PlatformDep, _: UserDep, limit: int = 50, offset: int = 0
+    p: PlatformDep,
+    _: UserDep,
+    limit: int = 50,
+    offset: int = 0,
+    limit_doc: int | None = Query(default=None, alias="Limit"),  # the docs' spelling
+    offset_doc: int | None = Query(default=None, alias="Offset"),
 ) -> Response:
+    limit = limit_doc if limit_doc is not None else limit
+    offset = offset_doc if offset_doc is not None else offset
     everything = _constraints(p.host.cores, p.host.memory_mb)
     limit = max(1, min(limit, 1000))
     offset = max(0, offset)
