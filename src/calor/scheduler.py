@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from calor.domain.errors import Unavailable
 from calor.domain.ports import Executor, Finished, InstanceEvent
 from calor.store.execution import ExecutionStore, Leftover
 
@@ -43,8 +44,8 @@ class Engine:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._idle = threading.Condition()
-        self._busy = False
+        # events taken from the queue but not yet recorded (the database was unreachable)
+        self._unapplied: list[InstanceEvent] = []
 
     # -- called from anywhere --------------------------------------------------------------
 
@@ -92,20 +93,58 @@ class Engine:
             self._thread.join()
         if self.executor is not None:
             self.executor.stop(grace_seconds)
-        self._drain()
+        try:
+            while self._drain():
+                pass
+        except Unavailable as exc:
+            # their instances are still active in the store: the next start recovers them
+            log.error("%d events were not recorded: %s", len(self._unapplied), exc.message)
 
     # -- the loop ------------------------------------------------------------------------
 
     def _drain(self) -> int:
-        batch: list[InstanceEvent] = []
+        """Record one batch of events; none is lost whatever the store does."""
+        batch, self._unapplied = self._unapplied, []
         while len(batch) < self.max_batch:
             try:
                 batch.append(self._events.get_nowait())
             except queue.Empty:
                 break
-        if batch:
+        if not batch:
+            return 0
+        try:
             self.store.apply(batch, self.clock())
+        except Unavailable:
+            self._unapplied = batch  # applied in order once the database answers again
+            raise
+        except Exception:
+            log.exception("recording %d events failed; recording them one by one", len(batch))
+            self._apply_one_by_one(batch)
         return len(batch)
+
+    def _apply_one_by_one(self, batch: list[InstanceEvent]) -> None:
+        """Isolate the event the store rejects, so the others (and their tasks) move on."""
+        for i, event in enumerate(batch):
+            try:
+                self.store.apply([event], self.clock())
+            except Unavailable:
+                self._unapplied = batch[i:]
+                raise
+            except Exception as exc:
+                log.exception("event %r cannot be recorded", event)
+                if isinstance(event, Finished):
+                    # the outcome must land, or the instance would look alive forever
+                    self.store.apply(
+                        [
+                            Finished(
+                                event.row_id,
+                                event.at,
+                                None,
+                                error=f"calor could not record this instance's outcome: {exc}",
+                            )
+                        ],
+                        self.clock(),
+                    )
 
     def _loop(self) -> None:
         assert self.executor is not None
@@ -113,8 +152,6 @@ class Engine:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
             try:
-                with self._idle:
-                    self._busy = True
                 while self._drain():
                     pass
                 if self._stopping.is_set():
@@ -124,10 +161,11 @@ class Engine:
                     jobs = self.store.claim(free, self.executor.total_cores, self.clock())
                     for job in jobs:
                         self.executor.start(job)
+            except Unavailable as exc:
+                log.warning("%s; the engine retries in 1 s", exc.message)
+                self._stopping.wait(1.0)
+                self._wake.set()
             except Exception:
                 log.exception("engine turn failed; retrying")
                 self._stopping.wait(0.5)
-            finally:
-                with self._idle:
-                    self._busy = False
-                    self._idle.notify_all()
+                self._wake.set()

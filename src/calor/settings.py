@@ -1,11 +1,14 @@
 """One Settings object; the CLI fills it from flags and environment variables."""
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Limits:
+    """Operator limits; each is also read from CALOR_LIMIT_<NAME> (e.g. CALOR_LIMIT_PAGE_MAX)."""
+
     max_tasks_per_user: int = 1_000_000
     max_running_tasks_per_user: int = 100_000
     max_instances_per_task: int = 100_000
@@ -13,6 +16,23 @@ class Limits:
     max_bulk_items: int = 10_000
     page_default: int = 50
     page_max: int = 1000
+    max_output_bytes_per_instance: int = 64 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Limits":
+        limits = cls()
+        for f in fields(cls):
+            raw = environ.get(f"CALOR_LIMIT_{f.name.upper()}")
+            if raw is None:
+                continue
+            try:
+                value = int(raw.replace("_", ""))
+            except ValueError:
+                raise ValueError(f"CALOR_LIMIT_{f.name.upper()}={raw!r} is not a number") from None
+            if value < 1:
+                raise ValueError(f"CALOR_LIMIT_{f.name.upper()} must be at least 1")
+            limits = replace(limits, **{f.name: value})
+        return limits
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ def build_server(settings: Settings) -> Server:
     engine = Engine(ExecutionStore(db), reap_leftover)
     data_dir = settings.data_dir.resolve()
     runtime = HostRuntime(hidden_dirs=[data_dir], sandbox=settings.sandbox)
-    runner = InstanceRunner(runtime, data_dir / "work")
+    runner = InstanceRunner(
+        runtime, data_dir / "work", max_output_bytes=settings.limits.max_output_bytes_per_instance
+    )
     executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
     tasks = TaskService(TaskStore(db), LogStore(db), settings.limits, engine.wake, engine.abort)
     platform = Platform(

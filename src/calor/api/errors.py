@@ -18,6 +18,7 @@ STATUS: dict[type[errors.CalorError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.Unavailable: 503,
 }
 
 

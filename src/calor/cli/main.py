@@ -1,6 +1,7 @@
 """The ``calor`` command: ``serve`` and ``admin`` (users and tokens)."""
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from calor.domain.errors import CalorError
-from calor.settings import Settings
+from calor.settings import Limits, Settings
 
 app = typer.Typer(
     help="calor: a self-hosted compute platform speaking the Qarnot API", no_args_is_help=True
@@ -65,6 +66,10 @@ def serve(
 
     if sandbox not in ("auto", "on", "off"):
         raise typer.BadParameter("--sandbox must be auto, on or off")
+    try:
+        limits = Limits.from_env(os.environ)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     settings = Settings(
         data_dir=data_dir,
         host=host,
@@ -73,6 +78,7 @@ def serve(
         cores=cores,
         sandbox=None if sandbox == "auto" else sandbox == "on",
         drain_seconds=drain_seconds,
+        limits=limits,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     server = build_server(settings)

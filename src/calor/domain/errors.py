@@ -31,3 +31,7 @@ class Conflict(CalorError):
 
 class PayloadTooLarge(CalorError):
     """The body is larger than the server accepts."""
+
+
+class Unavailable(CalorError):
+    """A service calor depends on (the database, an engine) cannot be reached right now."""

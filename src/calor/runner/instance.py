@@ -20,6 +20,7 @@ from calor.domain.ports import (
     Started,
 )
 from calor.runner.host import SAFE_PATH, HostRuntime, RunningProcess, progress_parser, pump
+from calor.runner.output import OutputBudget
 
 STDOUT, STDERR = 1, 2
 
@@ -52,9 +53,16 @@ def instance_environment(job: InstanceJob, workdir: Path, tmp: Path) -> dict[str
 class InstanceRunner:
     """Runs attempts with the host runtime; one call of ``run`` per attempt, on its own thread."""
 
-    def __init__(self, runtime: HostRuntime, work_root: Path, keep_workdirs: bool = False):
+    def __init__(
+        self,
+        runtime: HostRuntime,
+        work_root: Path,
+        max_output_bytes: int = 64 * 1024 * 1024,
+        keep_workdirs: bool = False,
+    ):
         self.runtime = runtime
         self.work_root = work_root
+        self.max_output_bytes = max_output_bytes
         self.keep_workdirs = keep_workdirs
 
     def run(
@@ -155,19 +163,26 @@ class InstanceRunner:
 
         has_progress = any(job.constants.get(f"DOCKER_PROGRESS{i}") for i in (1, 2, 3))
         assert proc.popen.stdout is not None and proc.popen.stderr is not None
+        budget = OutputBudget(
+            self.max_output_bytes, lambda note: emit(Output(job.row_id, STDERR, note))
+        )
         readers = [
             threading.Thread(
                 target=pump,
                 args=(
                     proc.popen.stdout,
-                    lambda d: emit(Output(job.row_id, STDOUT, d)),
+                    budget.sink(lambda d: emit(Output(job.row_id, STDOUT, d))),
                     on_line if has_progress else None,
                 ),
                 daemon=True,
             ),
             threading.Thread(
                 target=pump,
-                args=(proc.popen.stderr, lambda d: emit(Output(job.row_id, STDERR, d)), None),
+                args=(
+                    proc.popen.stderr,
+                    budget.sink(lambda d: emit(Output(job.row_id, STDERR, d))),
+                    None,
+                ),
                 daemon=True,
             ),
         ]

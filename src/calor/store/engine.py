@@ -9,6 +9,9 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from calor.domain.errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,6 +36,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+
+@contextmanager
+def _unavailable_on_lost_connection() -> Iterator[None]:
+    """Connection trouble is the database's state, not the request's fault: 503, and the
+    engine keeps its events to apply them once the database is back."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise Unavailable(f"the database cannot be reached ({exc.orig}); try again") from exc
 
 
 class Database:
@@ -64,21 +77,22 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that commits on success; the commit happens before we return."""
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        with self._write_lock, self.engine.connect() as conn:
-            conn.info["write"] = True
-            try:
-                with conn.begin():
+        with _unavailable_on_lost_connection():
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
                     yield conn
-            finally:
-                conn.info["write"] = False
+                return
+            with self._write_lock, self.engine.connect() as conn:
+                conn.info["write"] = True
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    conn.info["write"] = False
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with _unavailable_on_lost_connection(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     def migrate(self) -> None:

@@ -1,0 +1,43 @@
+"""A cap on what one attempt may write to the task's logs (every runtime uses it)."""
+
+import threading
+from collections.abc import Callable
+
+
+class OutputBudget:
+    """Passes text on until ``limit`` bytes (stdout and stderr together), then one notice.
+
+    A runaway ``yes`` would otherwise fill the store; the process keeps running and its pipes
+    keep being read, only the excess is dropped.
+    """
+
+    def __init__(self, limit: int, notice: Callable[[str], None]) -> None:
+        self.limit = limit
+        self.used = 0
+        self._notice = notice
+        self._lock = threading.Lock()
+        self._noticed = False
+
+    def sink(self, emit: Callable[[str], None]) -> Callable[[str], None]:
+        def capped(text: str) -> None:
+            size = len(text.encode("utf-8", "replace"))
+            with self._lock:
+                room = self.limit - self.used
+                self.used += size
+                if room <= 0 or size > room:
+                    announce = not self._noticed
+                    self._noticed = True
+                else:
+                    announce = False
+            if size <= room:
+                emit(text)
+                return
+            if room > 0:
+                emit(text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore"))
+            if announce:
+                self._notice(
+                    f"\n[calor] output limit of {self.limit} bytes reached; the rest of this "
+                    "instance's output is discarded\n"
+                )
+
+        return capped
