@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from calor.settings import Settings
-from calor.store.tables import instances, task_tags, tasks
+from calor.store.tables import instances, task_tags, tasks, users
 from calor.wiring import open_database, user_service
 
 BATCH = 10_000
@@ -131,6 +131,8 @@ def seed(data_dir: Path, n: int, rng_seed: int = 42) -> tuple[str, float]:
             conn.execute(tasks.insert(), task_rows)
             conn.execute(task_tags.insert(), tag_rows)
             conn.execute(instances.insert(), inst_rows)
+    with db.write() as conn:  # the server's own inserts keep this counter in step
+        conn.execute(users.update().where(users.c.id == user.id).values(task_count=n))
     db.dispose()
     seconds = time.monotonic() - t0
     (data_dir / MARKER).write_text(json.dumps({"tasks": n, "token": token, "seconds": seconds}))

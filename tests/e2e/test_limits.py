@@ -2,11 +2,13 @@
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import make_server, task_body, wait_final
+from tests.conftest import BACKENDS, make_server, task_body, wait_final
 
 
 def test_output_beyond_the_limit_is_discarded_with_a_notice(tmp_path: Path) -> None:
@@ -59,5 +61,41 @@ def test_page_size_limit_applies(tmp_path: Path) -> None:
             page = c.post("/tasks/summaries/paginate", json={"maximumResults": 100}).json()
             assert len(page["data"]) == 3
             assert page["nextToken"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_task_limit_per_user_is_exact_under_concurrent_submits(
+    tmp_path: Path, backend: str
+) -> None:
+    server = make_server(tmp_path, backend, CALOR_LIMIT_MAX_TASKS_PER_USER="5").start()
+    try:
+        token = server.new_user()
+        with httpx.Client(base_url=server.url, headers={"Authorization": token}) as c:
+            assert c.post("/tasks", json=[task_body("true")] * 2).status_code == 200
+            # an array that does not fit is refused whole
+            refused = c.post("/tasks", json=[task_body("true")] * 4)
+            assert refused.status_code == 403
+            assert "maximum number of tasks reached (5)" in refused.json()["message"]
+            assert c.get("/info").json()["taskCount"] == 2
+
+            def submit(_: int) -> int:
+                return c.post("/tasks", json=task_body("true")).status_code
+
+            with ThreadPoolExecutor(8) as pool:
+                codes = list(pool.map(submit, range(12)))
+            assert sorted(codes) == [200] * 3 + [403] * 9
+            listed = c.get("/tasks/summaries").json()
+            assert len(listed) == 5 and c.get("/info").json()["taskCount"] == 5
+
+            # deleting a task makes room for exactly one more
+            assert c.delete(f"/tasks/{listed[0]['uuid']}").status_code in (200, 204)
+            assert c.get("/info").json()["taskCount"] == 4
+            assert submit(0) == 200 and submit(0) == 403
+        # another user has a budget of their own
+        other = server.new_user()
+        with httpx.Client(base_url=server.url, headers={"Authorization": other}) as c:
+            assert c.post("/tasks", json=task_body("true")).status_code == 200
     finally:
         server.stop()

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from calor.domain.errors import BadRequest, CalorError, Forbidden, NotFound
+from calor.domain.errors import BadRequest, CalorError, NotFound
 from calor.domain.filters import Filter
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.settings import Limits
@@ -60,12 +60,7 @@ class TaskService:
         self.clock = clock
 
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
-        if self.tasks.count(user_id) + len(specs) > self.limits.max_tasks_per_user:
-            raise Forbidden(
-                f"maximum number of tasks reached ({self.limits.max_tasks_per_user}); "
-                "delete finished tasks to submit more"
-            )
-        results = self.tasks.insert(user_id, specs, self.clock())
+        results = self.tasks.insert(user_id, specs, self.clock(), self.limits.max_tasks_per_user)
         self.wake()
         return results
 

@@ -29,6 +29,9 @@ users = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime, nullable=False),
+    # kept in step by every insert and delete of tasks (store/tasks.py), so that the per-user
+    # limit is one row read however many tasks are stored
+    Column("task_count", BigInteger, nullable=False, server_default="0"),
 )
 
 tasks = Table(

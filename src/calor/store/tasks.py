@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from calor.domain.errors import BadRequest, CalorError, Conflict, NotFound
+from calor.domain.errors import BadRequest, CalorError, Conflict, Forbidden, NotFound
 from calor.domain.filters import Filter
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
@@ -21,7 +21,7 @@ from calor.domain.task import TaskRecord, TaskSpec
 from calor.store.engine import Database
 from calor.store.filter_sql import to_sql
 from calor.store.records import load_instances, load_tags, recompute, task_record
-from calor.store.tables import instances, task_tags, tasks
+from calor.store.tables import instances, task_tags, tasks, users
 
 _FINAL = [s.value for s in FINAL_TASK_STATES]
 # the non-final states as an IN list: a range on ix_tasks_user_state_id, where NOT IN scans
@@ -44,20 +44,23 @@ class TaskStore:
     # -- writes ---------------------------------------------------------------------------
 
     def insert(
-        self, user_id: int, specs: Sequence[TaskSpec], now: datetime
+        self, user_id: int, specs: Sequence[TaskSpec], now: datetime, max_tasks: int
     ) -> list[str | CalorError]:
-        """Insert tasks in one transaction; per-item conflicts are returned, not raised."""
+        """Insert tasks in one transaction; per-item conflicts are returned, not raised.
+
+        Raises Forbidden, inserting nothing, when the user would own more than max_tasks.
+        """
         for _ in range(2):
             try:
-                return self._insert(user_id, specs, now)
+                return self._insert(user_id, specs, now, max_tasks)
             except IntegrityError:
                 # a concurrent submission took a shortname between our check and our insert;
                 # the next attempt sees it committed and reports it as that item's conflict
                 continue
-        return self._insert(user_id, specs, now)
+        return self._insert(user_id, specs, now, max_tasks)
 
     def _insert(
-        self, user_id: int, specs: Sequence[TaskSpec], now: datetime
+        self, user_id: int, specs: Sequence[TaskSpec], now: datetime, max_tasks: int
     ) -> list[str | CalorError]:
         results: list[str | CalorError] = []
         wanted = [s.shortname for s in specs if s.shortname]
@@ -119,6 +122,18 @@ class TaskStore:
                 )
             if not rows:
                 return results
+            # one conditional UPDATE: the check and the reservation are atomic, so concurrent
+            # submissions cannot overshoot the limit between them
+            reserved = conn.execute(
+                update(users)
+                .where(users.c.id == user_id, users.c.task_count + len(rows) <= max_tasks)
+                .values(task_count=users.c.task_count + len(rows))
+            ).rowcount
+            if not reserved:
+                raise Forbidden(
+                    f"maximum number of tasks reached ({max_tasks}); "
+                    "delete finished tasks to submit more"
+                )
             ids = (
                 conn.execute(
                     insert(tasks).returning(tasks.c.id, sort_by_parameter_order=True), rows
@@ -206,6 +221,9 @@ class TaskStore:
             task_id = self._id(conn, user_id, key)
             active = self._abort(conn, task_id, now)
             conn.execute(delete(tasks).where(tasks.c.id == task_id))
+            conn.execute(
+                update(users).where(users.c.id == user_id).values(task_count=users.c.task_count - 1)
+            )
             return active
 
     # -- reads ----------------------------------------------------------------------------
@@ -266,19 +284,10 @@ class TaskStore:
             insts = load_instances(conn, ids)
             return [task_record(r, tags[r.id], insts[r.id]) for r in rows], more
 
-    def count(self, user_id: int) -> int:
-        """The user's number of tasks (a count over the covering index ix_tasks_user_id_id)."""
-        with self.db.read() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).select_from(tasks).where(tasks.c.user_id == user_id)
-                ).scalar_one()
-            )
-
     def counts(self, user_id: int) -> Counts:
         with self.db.read() as conn:
             total = conn.execute(
-                select(func.count()).select_from(tasks).where(tasks.c.user_id == user_id)
+                select(users.c.task_count).where(users.c.id == user_id)
             ).scalar_one()
             running = conn.execute(
                 select(
