@@ -23,8 +23,9 @@ from pathlib import Path
 from common import percentile, result, running_server, task_body
 
 from calor.domain.ports import InstanceEvent, InstanceJob, Started
-from calor.runner.host import HostRuntime, RunningProcess
+from calor.runner.host import HostRuntime
 from calor.runner.instance import InstanceRunner
+from calor.runner.runtime import Handle
 
 FINAL = {"Success", "Failure", "Cancelled"}
 
@@ -42,7 +43,7 @@ def bare_start_latencies(root: Path, n: int) -> list[float]:
             if isinstance(event, Started):
                 out.append(time.monotonic() - t0)
 
-        def on_process(_: RunningProcess) -> None:
+        def on_process(_: Handle) -> None:
             pass
 
         runner.run(job, emit, on_process)

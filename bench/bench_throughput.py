@@ -19,8 +19,9 @@ from pathlib import Path
 from common import count_in_state, result, running_server, task_body, wait_all_final
 
 from calor.domain.ports import Finished, InstanceEvent, InstanceJob
-from calor.runner.host import HostRuntime, RunningProcess
+from calor.runner.host import HostRuntime
 from calor.runner.instance import InstanceRunner
+from calor.runner.runtime import Handle
 
 
 def bare_rate(root: Path, n: int, cores: int) -> float:
@@ -46,7 +47,7 @@ def bare_rate(root: Path, n: int, cores: int) -> float:
             if isinstance(event, Finished) and (event.exit_code != 0 or event.error):
                 failures.append(str(event.error))
 
-        def on_process(_: RunningProcess) -> None:
+        def on_process(_: Handle) -> None:
             pass
 
         runner.run(job, emit, on_process)

@@ -12,6 +12,7 @@ from typing import Any
 from calor.api.requests import TaskBody
 from calor.api.wire import fmt_date, fmt_timespan, parse_timespan
 from calor.domain.errors import BadRequest
+from calor.domain.hardware import requirements
 from calor.domain.profiles import PROFILES
 from calor.domain.ranges import format_ranges, parse_ranges
 from calor.domain.states import ACTIVE_INSTANCE_STATES, FINAL_INSTANCE_STATES, InstanceState
@@ -19,18 +20,6 @@ from calor.domain.task import InstanceRecord, TaskRecord, TaskSpec, derive
 
 DEFAULT_PROFILE = "docker-batch"
 ERROR_CODE = "CALOR-INSTANCE"
-
-
-def _cores(hardware_constraints: list[dict[str, Any]]) -> int:
-    cores = 1
-    for hc in hardware_constraints:
-        kind = str(hc.get("discriminator", ""))
-        if kind == "MinimumCoreHardwareConstraint":
-            count = hc.get("coreCount")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                raise BadRequest("MinimumCoreHardwareConstraint.coreCount must be an integer >= 1")
-            cores = max(cores, count)
-    return cores
 
 
 def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
@@ -107,7 +96,7 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         advanced_ranges=ranges,
         constants=tuple(constants),
         tags=tuple(document["tags"]),
-        cores=_cores(hardware),
+        cores=requirements(hardware).cores,
         max_per_instance_retries=per_instance,
         max_total_retries=total,
         project_uuid=body.project_uuid,

@@ -19,6 +19,8 @@ class InstanceJob:
     constants: dict[str, str]
     cores: int
     network: bool = False
+    memory_limit_mb: int | None = None
+    user_id: int = 0
 
 
 @dataclass(frozen=True)

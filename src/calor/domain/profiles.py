@@ -48,6 +48,8 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile("docker-batch", _DOCKER_CONSTANTS),
+        # the same, with the network reachable from the container (every other profile has none)
+        Profile("docker-network", _DOCKER_CONSTANTS, network=True),
         Profile("ubuntu", _with_repo("library/ubuntu")),
         Profile("python", _with_repo("library/python")),
     )

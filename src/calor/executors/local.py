@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 
 from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob
-from calor.runner.host import RunningProcess
 from calor.runner.instance import InstanceRunner
+from calor.runner.runtime import Handle
 
 
 class LocalExecutor:
@@ -25,7 +25,7 @@ class LocalExecutor:
         self._used = 0
         self._lock = threading.Lock()
         self._threads: dict[int, threading.Thread] = {}
-        self._procs: dict[int, RunningProcess] = {}
+        self._procs: dict[int, Handle] = {}
         self._pending_abort: set[int] = set()
 
     @property
@@ -46,7 +46,7 @@ class LocalExecutor:
         thread.start()
 
     def _run(self, job: InstanceJob) -> None:
-        def on_process(proc: RunningProcess) -> None:
+        def on_process(proc: Handle) -> None:
             with self._lock:
                 self._procs[job.row_id] = proc
                 abort = job.row_id in self._pending_abort

@@ -2,31 +2,28 @@
 when ``bwrap`` is installed. The image is not used, and the task's output says so.
 """
 
-import codecs
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import psutil
 
+from calor.domain.ports import InstanceJob
+from calor.runner.runtime import (
+    Launch,
+    LineAssembler,
+    RunResult,
+    TextSink,
+    describe_exit,
+)
+
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KILL_GRACE_SECONDS = 1.0
-
-
-@dataclass
-class ProcessResult:
-    exit_code: int | None
-    cpu_time_sec: float
-    peak_memory_mb: int
-    error: str | None
 
 
 class RunningProcess:
@@ -120,75 +117,70 @@ class HostRuntime:
         )
         return RunningProcess(popen)
 
-    def wait(self, proc: RunningProcess) -> ProcessResult:
+    def paths(self, workdir: Path) -> tuple[str, str]:
+        return str(workdir), str(self.tmp_path(workdir))
+
+    def banner(self, job: InstanceJob) -> str | None:
+        image = f"{job.constants.get('DOCKER_REPO', '')}:{job.constants.get('DOCKER_TAG', '')}"
+        return (
+            f"[calor] host runtime: image {image} was not used; DOCKER_CMD runs with "
+            f"sh -c {self.description}\n"
+        )
+
+    def reap_leftovers(self) -> int:
+        return 0  # host processes are found by pid from the store (engine.recover)
+
+    def run(self, launch: Launch) -> RunResult:
+        command = launch.job.constants.get("DOCKER_CMD", "").strip()
+        if not command:
+            return RunResult(
+                None,
+                0.0,
+                0,
+                "DOCKER_CMD is empty: the host runtime cannot run the image's own entrypoint; "
+                "set DOCKER_CMD to the command to run",
+            )
+        Path(self.tmp_path(launch.workdir)).mkdir(parents=True, exist_ok=True)
+        try:
+            proc = self.start(command, launch.workdir, launch.env, launch.job.network)
+        except OSError as exc:
+            return RunResult(
+                None, 0.0, 0, f"runtime missing: cannot start the host runtime ({exc})"
+            )
+        launch.on_start(proc, proc.pid, proc.proc_start)
+        assert proc.popen.stdout is not None and proc.popen.stderr is not None
+        readers = [
+            threading.Thread(target=_pump, args=(proc.popen.stdout, launch.stdout), daemon=True),
+            threading.Thread(target=_pump, args=(proc.popen.stderr, launch.stderr), daemon=True),
+        ]
+        for r in readers:
+            r.start()
+        result = self.wait(proc)
+        for r in readers:
+            r.join(timeout=5)
+        return result
+
+    def wait(self, proc: RunningProcess) -> RunResult:
         """Wait for the process, measure it, and make sure none of its tree survives it."""
         _, status, usage = os.wait4(proc.pid, 0)
         proc.popen.returncode = os.waitstatus_to_exitcode(status)
         _signal_group(proc.pid, signal.SIGKILL)
         code = proc.popen.returncode
-        cpu = usage.ru_utime + usage.ru_stime
-        peak = int(usage.ru_maxrss / 1024)
-        error = None
-        if code < 0:
-            name = signal.Signals(-code).name
-            error = f"killed by signal {-code} ({name})"
+        if code < 0:  # the shell's convention, so both runtimes report signals alike
             code = 128 - code
-        elif code == 127:
-            error = "exited with code 127: command not found"
-        elif code != 0:
-            error = f"exited with code {code}"
-        return ProcessResult(exit_code=code, cpu_time_sec=cpu, peak_memory_mb=peak, error=error)
+        return RunResult(
+            exit_code=code,
+            cpu_time_sec=usage.ru_utime + usage.ru_stime,
+            peak_memory_mb=int(usage.ru_maxrss / 1024),
+            error=describe_exit(code),
+        )
 
 
-LineSink = Callable[[str], None]
-
-
-def pump(stream: IO[bytes], emit: LineSink, on_line: Callable[[str], None] | None) -> None:
-    """Forward a pipe as whole lines (a partial line waits for its end, or for EOF)."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
+def _pump(stream: IO[bytes], emit: TextSink) -> None:
+    """Forward a pipe as whole lines until EOF."""
+    lines = LineAssembler(emit)
     fd = stream.fileno()
-    while True:
-        data = os.read(fd, 65536)
-        if not data:
-            break
-        text = pending + decoder.decode(data)
-        cut = text.rfind("\n")
-        if cut < 0:
-            pending = text
-            if len(pending) > 65536:  # a huge line without newline: pass it on anyway
-                emit(pending)
-                pending = ""
-            continue
-        complete, pending = text[: cut + 1], text[cut + 1 :]
-        emit(complete)
-        if on_line is not None:
-            for line in complete.splitlines():
-                on_line(line)
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        emit(pending)
-        if on_line is not None:
-            on_line(pending)
+    while data := os.read(fd, 65536):
+        lines.feed(data)
+    lines.close()
     stream.close()
-
-
-def progress_parser(patterns: list[str]) -> Callable[[str], float | None]:
-    """DOCKER_PROGRESS1..3: the first group of the first matching regex is the progress."""
-    compiled = []
-    for p in patterns:
-        with contextlib.suppress(re.error):
-            compiled.append(re.compile(p))
-
-    def parse(line: str) -> float | None:
-        for rx in compiled:
-            m = rx.search(line)
-            if m:
-                text = m.group(1) if m.groups() else m.group(0)
-                try:
-                    return float(text.replace(",", "."))
-                except (TypeError, ValueError):
-                    continue
-        return None
-
-    return parse

@@ -1,26 +1,19 @@
-"""One instance attempt from start to outcome: working directory, environment, process,
-output and progress streamed as events, usage measured, and the result reported once.
+"""One instance attempt from start to outcome: working directory, environment, output and
+progress streamed as events, usage measured, and the result reported once. The runtime (host
+or Docker) only runs the command.
 """
 
 import contextlib
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from calor.domain.ports import (
-    EventSink,
-    Finished,
-    InstanceEvent,
-    InstanceJob,
-    Output,
-    Progress,
-    Started,
-)
-from calor.runner.host import SAFE_PATH, HostRuntime, RunningProcess, progress_parser, pump
-from calor.runner.output import OutputBudget
+from calor.domain.ports import EventSink, Finished, InstanceJob, Output, Progress, Started
+from calor.runner.host import SAFE_PATH
+from calor.runner.output import OutputBudget, progress_parser
+from calor.runner.runtime import Handle, Launch, Runtime, TextSink
 
 STDOUT, STDERR = 1, 2
 
@@ -29,9 +22,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def instance_environment(job: InstanceJob, workdir: Path, tmp: Path) -> dict[str, str]:
+def instance_environment(job: InstanceJob, task_path: str, tmp_path: str) -> dict[str, str]:
     """Contract §4.5: every constant, then the instance variables (which win)."""
-    env = {"PATH": SAFE_PATH, "HOME": str(workdir), "LANG": "C.UTF-8"}
+    env = {"PATH": SAFE_PATH, "HOME": task_path, "LANG": "C.UTF-8"}
     for key, value in job.constants.items():
         if key and "=" not in key and "\0" not in key and "\0" not in value:
             env[key] = value
@@ -41,9 +34,9 @@ def instance_environment(job: InstanceJob, workdir: Path, tmp: Path) -> dict[str
         INSTANCE_COUNT=str(job.instance_count),
         QRANK=str(job.instance_id),
         QSIZE=str(job.instance_count),
-        TASK_PATH=str(workdir),
-        TMP_PATH=str(tmp),
-        TMP_RAMFS_PATH=str(tmp),
+        TASK_PATH=task_path,
+        TMP_PATH=tmp_path,
+        TMP_RAMFS_PATH=tmp_path,
         CALOR_TASK_UUID=job.task_uuid,
         CALOR_ATTEMPT=str(job.attempt),
     )
@@ -51,11 +44,11 @@ def instance_environment(job: InstanceJob, workdir: Path, tmp: Path) -> dict[str
 
 
 class InstanceRunner:
-    """Runs attempts with the host runtime; one call of ``run`` per attempt, on its own thread."""
+    """Runs attempts with a runtime; one call of ``run`` per attempt, on its own thread."""
 
     def __init__(
         self,
-        runtime: HostRuntime,
+        runtime: Runtime,
         work_root: Path,
         max_output_bytes: int = 64 * 1024 * 1024,
         keep_workdirs: bool = False,
@@ -65,145 +58,97 @@ class InstanceRunner:
         self.max_output_bytes = max_output_bytes
         self.keep_workdirs = keep_workdirs
 
-    def run(
-        self,
-        job: InstanceJob,
-        emit: EventSink,
-        on_process: Callable[[RunningProcess], None],
-    ) -> None:
+    def run(self, job: InstanceJob, emit: EventSink, on_process: Callable[[Handle], None]) -> None:
         t0 = time.monotonic()
         workdir = self.work_root / job.task_uuid / str(job.instance_id)
-        # the outcome is reported after the working directory is removed: a retry of this
-        # instance reuses the path and may start as soon as the outcome is recorded
-        outcome: list[InstanceEvent] = []
-
-        def emit_outcome_last(event: InstanceEvent) -> None:
-            if isinstance(event, Finished):
-                outcome.append(event)
-            else:
-                emit(event)
-
+        handles: list[Handle] = []
         try:
-            self._run(job, workdir, emit_outcome_last, on_process, t0)
+            outcome = self._run(job, workdir, emit, on_process, handles)
         except Exception as exc:  # the outcome must be reported whatever went wrong
-            outcome.append(
-                Finished(
-                    job.row_id,
-                    utcnow(),
-                    None,
-                    wall_time_sec=time.monotonic() - t0,
-                    error=f"the instance could not be run: {exc}",
-                )
+            outcome = Finished(
+                job.row_id, utcnow(), None, error=f"the instance could not be run: {exc}"
             )
         finally:
+            # the outcome is reported after the working directory is removed: a retry of
+            # this instance reuses the path and may start as soon as the outcome is recorded
             if not self.keep_workdirs:
                 shutil.rmtree(workdir, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     workdir.parent.rmdir()
-            for event in outcome:
-                emit(event)
+        handle = handles[0] if handles else None
+        emit(
+            Finished(
+                outcome.row_id,
+                outcome.at,
+                outcome.exit_code,
+                cpu_time_sec=outcome.cpu_time_sec,
+                peak_memory_mb=outcome.peak_memory_mb,
+                wall_time_sec=time.monotonic() - t0,
+                error="cancelled by the user" if handle and handle.cancelled else outcome.error,
+                cancelled=bool(handle and handle.cancelled),
+                interrupted=bool(handle and handle.interrupted),
+            )
+        )
 
     def _run(
         self,
         job: InstanceJob,
         workdir: Path,
         emit: EventSink,
-        on_process: Callable[[RunningProcess], None],
-        t0: float,
-    ) -> None:
-        command = job.constants.get("DOCKER_CMD", "").strip()
-        if not command:
-            emit(
-                Finished(
-                    job.row_id,
-                    utcnow(),
-                    None,
-                    wall_time_sec=time.monotonic() - t0,
-                    error="DOCKER_CMD is empty: the host runtime cannot run the image's "
-                    "own entrypoint; set DOCKER_CMD to the command to run",
-                )
-            )
-            return
+        on_process: Callable[[Handle], None],
+        handles: list[Handle],
+    ) -> Finished:
         workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.runtime.tmp_path(workdir)
-        tmp.mkdir(parents=True, exist_ok=True)
-        env = instance_environment(job, workdir, tmp)
-        image = f"{job.constants.get('DOCKER_REPO', '')}:{job.constants.get('DOCKER_TAG', '')}"
-        emit(
-            Output(
-                job.row_id,
-                STDOUT,
-                f"[calor] host runtime: image {image} was not used; DOCKER_CMD runs with "
-                f"sh -c {self.runtime.description}\n",
+        task_path, tmp_path = self.runtime.paths(workdir)
+        banner = self.runtime.banner(job)
+        if banner:
+            emit(Output(job.row_id, STDOUT, banner))
+        budget = OutputBudget(
+            self.max_output_bytes, lambda note: emit(Output(job.row_id, STDERR, note))
+        )
+        stdout = budget.sink(lambda d: emit(Output(job.row_id, STDOUT, d)))
+        progress_patterns = [job.constants.get(f"DOCKER_PROGRESS{i}", "") for i in (1, 2, 3)]
+        if any(progress_patterns):
+            stdout = _with_progress(stdout, progress_parser(progress_patterns), job, emit)
+
+        def on_start(handle: Handle, pid: int, proc_start: float) -> None:
+            handles.append(handle)
+            on_process(handle)
+            emit(Started(job.row_id, utcnow(), pid, proc_start))
+
+        result = self.runtime.run(
+            Launch(
+                job=job,
+                workdir=workdir,
+                env=instance_environment(job, task_path, tmp_path),
+                stdout=stdout,
+                stderr=budget.sink(lambda d: emit(Output(job.row_id, STDERR, d))),
+                on_start=on_start,
             )
         )
-        try:
-            proc = self.runtime.start(command, workdir, env, job.network)
-        except OSError as exc:
-            emit(
-                Finished(
-                    job.row_id,
-                    utcnow(),
-                    None,
-                    wall_time_sec=time.monotonic() - t0,
-                    error=f"runtime missing: cannot start the host runtime ({exc})",
-                )
-            )
-            return
-        on_process(proc)
-        emit(Started(job.row_id, utcnow(), proc.pid, proc.proc_start))
-        parse = progress_parser([job.constants.get(f"DOCKER_PROGRESS{i}", "") for i in (1, 2, 3)])
-        last = [-1.0]
+        # the wire message adds "instance <id>: " (api/schemas.py)
+        return Finished(
+            job.row_id,
+            utcnow(),
+            result.exit_code,
+            cpu_time_sec=result.cpu_time_sec,
+            peak_memory_mb=result.peak_memory_mb,
+            error=result.error,
+        )
 
-        def on_line(line: str) -> None:
+
+def _with_progress(
+    sink: TextSink, parse: Callable[[str], float | None], job: InstanceJob, emit: EventSink
+) -> TextSink:
+    """DOCKER_PROGRESS1..3 read every stdout line, the part past the output cap included."""
+    last = [-1.0]
+
+    def forward(text: str) -> None:
+        for line in text.splitlines():
             value = parse(line)
             if value is not None and value != last[0]:
                 last[0] = value
                 emit(Progress(job.row_id, value))
+        sink(text)
 
-        has_progress = any(job.constants.get(f"DOCKER_PROGRESS{i}") for i in (1, 2, 3))
-        assert proc.popen.stdout is not None and proc.popen.stderr is not None
-        budget = OutputBudget(
-            self.max_output_bytes, lambda note: emit(Output(job.row_id, STDERR, note))
-        )
-        readers = [
-            threading.Thread(
-                target=pump,
-                args=(
-                    proc.popen.stdout,
-                    budget.sink(lambda d: emit(Output(job.row_id, STDOUT, d))),
-                    on_line if has_progress else None,
-                ),
-                daemon=True,
-            ),
-            threading.Thread(
-                target=pump,
-                args=(
-                    proc.popen.stderr,
-                    budget.sink(lambda d: emit(Output(job.row_id, STDERR, d))),
-                    None,
-                ),
-                daemon=True,
-            ),
-        ]
-        for r in readers:
-            r.start()
-        result = self.runtime.wait(proc)
-        for r in readers:
-            r.join(timeout=5)
-        error = result.error  # the wire message adds "instance <id>: " (api/schemas.py)
-        if proc.cancelled:
-            error = "cancelled by the user"
-        emit(
-            Finished(
-                job.row_id,
-                utcnow(),
-                result.exit_code,
-                cpu_time_sec=result.cpu_time_sec,
-                peak_memory_mb=result.peak_memory_mb,
-                wall_time_sec=time.monotonic() - t0,
-                error=error,
-                cancelled=proc.cancelled,
-                interrupted=proc.interrupted,
-            )
-        )
+    return forward

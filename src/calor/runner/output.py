@@ -1,5 +1,8 @@
-"""A cap on what one attempt may write to the task's logs (every runtime uses it)."""
+"""What happens to an attempt's output on its way to the logs (every runtime uses it): a cap
+on its size, and progress read from it."""
 
+import contextlib
+import re
 import threading
 from collections.abc import Callable
 
@@ -41,3 +44,24 @@ class OutputBudget:
                 )
 
         return capped
+
+
+def progress_parser(patterns: list[str]) -> Callable[[str], float | None]:
+    """DOCKER_PROGRESS1..3: the first group of the first matching regex is the progress."""
+    compiled = []
+    for p in patterns:
+        with contextlib.suppress(re.error):
+            compiled.append(re.compile(p))
+
+    def parse(line: str) -> float | None:
+        for rx in compiled:
+            m = rx.search(line)
+            if m:
+                text = m.group(1) if m.groups() else m.group(0)
+                try:
+                    return float(text.replace(",", "."))
+                except (TypeError, ValueError):
+                    continue
+        return None
+
+    return parse

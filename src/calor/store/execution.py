@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
+from calor.domain.hardware import requirements
 from calor.domain.ports import Finished, InstanceEvent, InstanceJob, Output, Progress, Started
 from calor.domain.profiles import PROFILES
 from calor.domain.states import (
@@ -30,6 +31,7 @@ _QUEUED = (
         instances.c.instance_id,
         instances.c.attempts,
         tasks.c.uuid,
+        tasks.c.user_id,
         tasks.c.instance_count,
         tasks.c.profile,
         tasks.c.cores,
@@ -117,6 +119,10 @@ class ExecutionStore:
                         constants=_constants(row.profile, row.document),
                         cores=cores,
                         network=profile.network if profile else False,
+                        memory_limit_mb=requirements(
+                            row.document.get("hardwareConstraints") or []
+                        ).memory_limit_mb,
+                        user_id=row.user_id,
                     )
                 )
                 task_ids.add(row.task_id)
