@@ -85,6 +85,7 @@ def start_server(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CALOR_")}
     full_env.update(env or {})
     full_env.setdefault("CALOR_DRAIN_SECONDS", "0")
+    full_env.setdefault("CALOR_RUNTIME", "host")  # bench_docker.py asks for docker itself
     argv = [str(CALOR), "serve", "--data-dir", str(data_dir), "--port", str(port)]
     argv += ["--host", HOST, "--log-level", "warning"]
     if cores is not None:

@@ -21,6 +21,7 @@ import pytest
 
 POSTGRES_URL = os.environ.get("CALOR_TEST_POSTGRES_URL")
 IN_CI = bool(os.environ.get("CI"))
+DOCKER_HOST = os.environ.get("CALOR_TEST_DOCKER_HOST")
 BACKENDS = ["sqlite", "postgres"]
 
 
@@ -65,6 +66,15 @@ def postgres_database() -> str:
     return f"{base}/{name}"
 
 
+def docker_host() -> str:
+    """The test Docker engine's address (.ci/run starts one: `.ci/docker.sh start DIR`)."""
+    if not DOCKER_HOST:
+        if IN_CI:
+            pytest.fail("CI=true but CALOR_TEST_DOCKER_HOST is not set: .ci/run must start dockerd")
+        pytest.skip("Docker tests need CALOR_TEST_DOCKER_HOST (see .ci/docker.sh)")
+    return DOCKER_HOST
+
+
 def database_url(backend: str) -> str | None:
     return postgres_database() if backend == "postgres" else None
 
@@ -81,6 +91,7 @@ class Server:
 
     def start(self) -> "Server":
         env = dict(os.environ)
+        env["CALOR_RUNTIME"] = "host"  # tests that want Docker say so (tests/docker)
         env.update(self.extra_env)
         env["CALOR_DATA_DIR"] = str(self.data_dir)
         if self.database_url:

@@ -43,6 +43,9 @@ class Settings:
     database_url: str | None = None
     cores: int | None = None
     sandbox: bool | None = None  # None: use bubblewrap when installed
+    runtime: str = "auto"  # docker | host | auto (Docker when an engine answers)
+    docker_url: str | None = None  # None: DOCKER_HOST, else the default socket
+    docker_network: str = "bridge"  # for profiles with network (docker-network)
     drain_seconds: float = 5.0
     storage_url: str | None = None
     limits: Limits = field(default_factory=Limits)

@@ -59,6 +59,21 @@ def serve(
         str, typer.Option(envvar="CALOR_SANDBOX", help="auto | on | off (bubblewrap)")
     ] = "auto",
     drain_seconds: Annotated[float, typer.Option(envvar="CALOR_DRAIN_SECONDS")] = 5.0,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            envvar="CALOR_RUNTIME",
+            help="docker | host | auto (Docker when an engine answers at DOCKER_HOST or the "
+            "default socket)",
+        ),
+    ] = "auto",
+    docker_network: Annotated[
+        str,
+        typer.Option(
+            envvar="CALOR_DOCKER_NETWORK",
+            help="Docker network of profiles with network (docker-network); others get none",
+        ),
+    ] = "bridge",
     log_level: Annotated[str, typer.Option(envvar="CALOR_LOG_LEVEL")] = "warning",
 ) -> None:
     """Start the API server with the local executor."""
@@ -66,6 +81,8 @@ def serve(
 
     if sandbox not in ("auto", "on", "off"):
         raise typer.BadParameter("--sandbox must be auto, on or off")
+    if runtime not in ("auto", "docker", "host"):
+        raise typer.BadParameter("--runtime must be auto, docker or host")
     try:
         limits = Limits.from_env(os.environ)
     except ValueError as exc:
@@ -79,13 +96,20 @@ def serve(
         sandbox=None if sandbox == "auto" else sandbox == "on",
         drain_seconds=drain_seconds,
         limits=limits,
+        runtime=runtime,
+        docker_network=docker_network,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    server = build_server(settings)
+    try:
+        server = build_server(settings)
+    except RuntimeError as exc:  # e.g. --runtime docker and no engine answers
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from None
     if server.platform.users.count() == 0:
         user, token = server.platform.users.create("admin@calor.local")
         console.print(f"created user [bold]{user.email}[/bold]; API token (shown once):")
         console.print(token, highlight=False, soft_wrap=True)
+    console.print(f"runtime: {server.runtime.name} ({server.runtime.description})", highlight=False)
     console.print(f"calor listening on http://{host}:{port}", highlight=False)
     uvicorn.run(
         server.app,

@@ -74,6 +74,8 @@ def reap_leftover(pid: int | None, proc_start: float | None) -> bool:
 
 
 class HostRuntime:
+    name = "host"
+
     def __init__(self, hidden_dirs: list[Path], sandbox: bool | None = None) -> None:
         self.bwrap = shutil.which("bwrap") if sandbox is not False else None
         if sandbox and not self.bwrap:
@@ -119,6 +121,9 @@ class HostRuntime:
 
     def paths(self, workdir: Path) -> tuple[str, str]:
         return str(workdir), str(self.tmp_path(workdir))
+
+    def base_environment(self, task_path: str) -> dict[str, str]:
+        return {"PATH": SAFE_PATH, "HOME": task_path, "LANG": "C.UTF-8"}
 
     def banner(self, job: InstanceJob) -> str | None:
         image = f"{job.constants.get('DOCKER_REPO', '')}:{job.constants.get('DOCKER_TAG', '')}"

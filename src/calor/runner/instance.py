@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from calor.domain.ports import EventSink, Finished, InstanceJob, Output, Progress, Started
-from calor.runner.host import SAFE_PATH
 from calor.runner.output import OutputBudget, progress_parser
 from calor.runner.runtime import Handle, Launch, Runtime, TextSink
 
@@ -22,9 +21,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def instance_environment(job: InstanceJob, task_path: str, tmp_path: str) -> dict[str, str]:
-    """Contract §4.5: every constant, then the instance variables (which win)."""
-    env = {"PATH": SAFE_PATH, "HOME": task_path, "LANG": "C.UTF-8"}
+def instance_environment(
+    job: InstanceJob, task_path: str, tmp_path: str, base: dict[str, str]
+) -> dict[str, str]:
+    """Contract §4.5: the runtime's base, every constant, then the instance variables (which
+    win)."""
+    env = dict(base)
     for key, value in job.constants.items():
         if key and "=" not in key and "\0" not in key and "\0" not in value:
             env[key] = value
@@ -120,7 +122,9 @@ class InstanceRunner:
             Launch(
                 job=job,
                 workdir=workdir,
-                env=instance_environment(job, task_path, tmp_path),
+                env=instance_environment(
+                    job, task_path, tmp_path, self.runtime.base_environment(task_path)
+                ),
                 stdout=stdout,
                 stderr=budget.sink(lambda d: emit(Output(job.row_id, STDERR, d))),
                 on_start=on_start,

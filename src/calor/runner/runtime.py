@@ -47,8 +47,17 @@ class Launch:
 
 
 class Runtime(Protocol):
+    name: str  # "host" or "docker"
+
+    @property
+    def description(self) -> str:
+        """How instances run, for people (e.g. "in a bubblewrap sandbox")."""
+
     def paths(self, workdir: Path) -> tuple[str, str]:
         """TASK_PATH and TMP_PATH as the instance sees them."""
+
+    def base_environment(self, task_path: str) -> dict[str, str]:
+        """Variables the instance gets before its constants (PATH, HOME… where needed)."""
 
     def banner(self, job: InstanceJob) -> str | None:
         """A first stdout line that says how the instance runs, if the user should know."""
