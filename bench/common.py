@@ -116,9 +116,12 @@ def start_server(
 
 @contextlib.contextmanager
 def running_server(
-    data_dir: Path, token: str | None = None, cores: int | None = None
+    data_dir: Path,
+    token: str | None = None,
+    cores: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    server = start_server(data_dir, token=token, cores=cores)
+    server = start_server(data_dir, token=token, cores=cores, env=env)
     try:
         yield server
     finally:
