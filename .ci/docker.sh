@@ -12,6 +12,14 @@ case $cmd in
     fi
     mkdir -p "$dir"
     sock="$dir/docker.sock"
+    # a daemon killed earlier (a test does that) leaves pid files and sockets, maybe zombies
+    for pidfile in "$dir/docker.pid" "$dir/exec/containerd/containerd.pid"; do
+      [ -f "$pidfile" ] || continue
+      state=$(awk '{print $3}' "/proc/$(cat "$pidfile")/stat" 2>/dev/null || echo gone)
+      if [ "$state" = gone ] || [ "$state" = Z ]; then
+        rm -f "$pidfile" "$(dirname "$pidfile")"/*.sock
+      fi
+    done
     # no bridge and no iptables: the machines here cannot create them; task containers run
     # with --network none (or host for profiles with network)
     dockerd --bridge=none --iptables=false --ip6tables=false \
@@ -42,5 +50,9 @@ case $cmd in
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
     fi
+    # dockerd leaves its network namespace mounted; unmount what it left under the dir
+    { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mnt; do
+      umount -l "$mnt" || true
+    done
     ;;
 esac

@@ -8,13 +8,20 @@ a time limit; extra arguments after `--` go to bench_scale.py (e.g. `-- --seed-c
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_throughput.py", "bench_latency.py", "bench_bulk.py", "bench_scale.py"]
+BENCHES = [
+    "bench_throughput.py",
+    "bench_latency.py",
+    "bench_bulk.py",
+    "bench_scale.py",
+    "bench_docker.py",  # needs DOCKER_HOST or CALOR_TEST_DOCKER_HOST (.ci/docker.sh start DIR)
+]
 TIMEOUT_S = {"bench_scale.py": 3600.0}
 
 
@@ -27,6 +34,13 @@ def main() -> int:
     results: list[str] = []
     failed: list[str] = []
     for name in args.only or BENCHES:
+        if name == "bench_docker.py" and not (
+            os.environ.get("DOCKER_HOST") or os.environ.get("CALOR_TEST_DOCKER_HOST")
+        ):
+            print(
+                "=== bench_docker.py skipped: no DOCKER_HOST / CALOR_TEST_DOCKER_HOST", flush=True
+            )
+            continue
         argv = [sys.executable, str(HERE / name)] + (["--quick"] if args.quick else [])
         if name == "bench_scale.py":
             argv += args.scale_args

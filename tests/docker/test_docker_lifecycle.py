@@ -172,3 +172,33 @@ def test_engine_gone_fails_instances_with_a_clear_error_and_the_server_serves_on
     finally:
         server.stop()
         subprocess.run([ctl, "stop", str(work)], timeout=60)
+
+
+def test_engine_lost_mid_run_fails_the_instance_and_its_container_is_removed_later(
+    tmp_path: Path, private_engine: tuple[Path, str]
+) -> None:
+    work, host = private_engine
+    ctl = str(REPO_ROOT / ".ci/docker.sh")
+    server = make_server(tmp_path, "sqlite", **{**docker_env(), "DOCKER_HOST": host}).start()
+    try:
+        engine = docker.DockerClient(base_url=host)
+        with _client(server) as c:
+            uuid_ = c.post("/tasks", json=image_task("echo up; sleep 300")).json()["uuid"]
+            wait_for(lambda: c.get(f"/tasks/{uuid_}/stdout").text == "0> up\n")
+            (container,) = containers_of(engine, uuid_)
+            # the engine dies; its containers stay behind until an engine starts again
+            subprocess.run(["kill", "-9", (work / "docker.pid").read_text().strip()], check=True)
+            task = wait_final(c, uuid_)
+            assert task["state"] == "Failure"
+            assert "the Docker engine cannot be reached" in task["errors"][0]["message"]
+            assert c.get(f"/tasks/{uuid_}").status_code == 200  # the server serves on
+
+            subprocess.run([ctl, "start", str(work)], check=True, capture_output=True, timeout=120)
+            assert [c.id for c in containers_of(engine, uuid_)] == [container.id]
+            # the next instance the server runs first removes what it could not remove before
+            again = c.post("/tasks", json=image_task("echo back")).json()["uuid"]
+            assert wait_final(c, again)["state"] == "Success"
+            assert containers_of(engine, uuid_) == []
+    finally:
+        server.stop()
+        subprocess.run([ctl, "stop", str(work)], timeout=60)

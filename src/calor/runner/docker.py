@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout, RequestException
@@ -150,6 +150,8 @@ class DockerRuntime:
         self.description = f"Docker {info.get('ServerVersion', '?')} at {client.api.base_url}"
         self._image_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # containers whose removal failed (the engine was away): removed once it answers again
+        self._orphans: set[str] = set()
 
     @classmethod
     def connect(
@@ -194,6 +196,8 @@ class DockerRuntime:
         return len(found)
 
     def run(self, launch: Launch) -> RunResult:
+        if self._orphans:
+            self._remove_orphans()
         job = launch.job
         repo = job.constants.get("DOCKER_REPO", "").strip() or DEFAULT_REPO
         tag = job.constants.get("DOCKER_TAG", "").strip() or DEFAULT_TAG
@@ -223,14 +227,28 @@ class DockerRuntime:
                 _unreachable(exc)
                 or f"the Docker engine failed while the instance ran: {_explain(exc)}"
             )
-        with contextlib.suppress(*EngineError):
-            container.remove(force=True)
+        self._remove(str(container.id))
         if cgroup is not None:
             result.cpu_time_sec, result.peak_memory_mb = cgroup.read()
             cgroup.remove()
         return result
 
     # -- steps ---------------------------------------------------------------------------
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except NotFound:
+            pass
+        except EngineError:
+            with self._guard:
+                self._orphans.add(container_id)
+
+    def _remove_orphans(self) -> None:
+        with self._guard:
+            orphans, self._orphans = self._orphans, set()
+        for container_id in orphans:
+            self._remove(container_id)
 
     def _ensure_image(self, repo: str, tag: str, job: InstanceJob) -> None:
         """Use a local image as it is; pull a missing one once, however many instances wait."""
