@@ -49,7 +49,9 @@ def client(server: Server) -> Iterator[httpx.Client]:
 
 def image_task(command: str, *, image: str = IMAGE, **extra: Any) -> dict[str, Any]:
     """A docker-batch task body running ``command`` in ``image`` (repo[:tag])."""
-    repo, _, tag = image.partition(":")
+    repo, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:  # no tag; the colon was a registry's port
+        repo, tag = image, ""
     constants = extra.pop("constants", [])
     body = task_body(command, **extra)
     body["constants"] = [
