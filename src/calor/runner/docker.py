@@ -126,9 +126,25 @@ class _CgroupUsage:
         return cpu / 1e9, peak // 2**20
 
     def remove(self) -> None:
-        for root in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()] if CGROUP_ROOT.is_dir() else []:
-            with contextlib.suppress(OSError):
-                (root / self.parent).rmdir()
+        for root in _cgroup_roots():
+            _remove_cgroup_tree(root / self.parent)
+
+
+def _cgroup_roots() -> list[Path]:
+    """The v2 root and every v1 controller's root."""
+    if not CGROUP_ROOT.is_dir():
+        return []
+    return [CGROUP_ROOT, *(p for p in CGROUP_ROOT.iterdir() if p.is_dir())]
+
+
+def _remove_cgroup_tree(path: Path) -> None:
+    """Remove empty cgroups bottom-up (a container's own cgroup may outlive the container when
+    its engine died); a cgroup with processes stays."""
+    with contextlib.suppress(OSError):
+        for child in path.iterdir():
+            if child.is_dir():
+                _remove_cgroup_tree(child)
+        path.rmdir()
 
 
 class DockerRuntime:
@@ -148,6 +164,7 @@ class DockerRuntime:
             and any((CGROUP_ROOT / name).exists() for name in ("cpuacct", "cgroup.controllers"))
         )
         self.description = f"Docker {info.get('ServerVersion', '?')} at {client.api.base_url}"
+        self._cgroup_base = f"calor-{server_id}"
         self._image_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         # containers whose removal failed (the engine was away): removed once it answers again
@@ -191,6 +208,9 @@ class DockerRuntime:
         for container in found:
             with contextlib.suppress(*EngineError):
                 container.remove(force=True)
+        if self.local_cgroups:  # the attempts' cgroups of those containers
+            for root in _cgroup_roots():
+                _remove_cgroup_tree(root / self._cgroup_base)
         if found:
             log.warning("removed %d containers left by a previous server", len(found))
         return len(found)
@@ -210,7 +230,7 @@ class DockerRuntime:
                 or f"image {image} not found or registry unreachable: {_explain(exc)}"
             )
         cgroup = (
-            _CgroupUsage(f"calor-{self.server_id}/{job.row_id}-{job.attempt}")
+            _CgroupUsage(f"{self._cgroup_base}/{job.row_id}-{job.attempt}")
             if self.local_cgroups
             else None
         )
