@@ -168,7 +168,7 @@ class DockerRuntime:
         self._image_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         # containers whose removal failed (the engine was away): removed once it answers again
-        self._orphans: set[str] = set()
+        self._orphans: dict[str, _CgroupUsage | None] = {}
 
     @classmethod
     def connect(
@@ -247,7 +247,7 @@ class DockerRuntime:
                 _unreachable(exc)
                 or f"the Docker engine failed while the instance ran: {_explain(exc)}"
             )
-        self._remove(str(container.id))
+        self._remove(str(container.id), cgroup)
         if cgroup is not None:
             result.cpu_time_sec, result.peak_memory_mb = cgroup.read()
             cgroup.remove()
@@ -255,20 +255,23 @@ class DockerRuntime:
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _remove(self, container_id: str) -> None:
+    def _remove(self, container_id: str, cgroup: "_CgroupUsage | None") -> bool:
         try:
             self.client.api.remove_container(container_id, force=True)
         except NotFound:
             pass
         except EngineError:
             with self._guard:
-                self._orphans.add(container_id)
+                self._orphans[container_id] = cgroup
+            return False
+        return True
 
     def _remove_orphans(self) -> None:
         with self._guard:
-            orphans, self._orphans = self._orphans, set()
-        for container_id in orphans:
-            self._remove(container_id)
+            orphans, self._orphans = self._orphans, {}
+        for container_id, cgroup in orphans.items():
+            if self._remove(container_id, cgroup) and cgroup is not None:
+                cgroup.remove()
 
     def _ensure_image(self, repo: str, tag: str, job: InstanceJob) -> None:
         """Use a local image as it is; pull a missing one once, however many instances wait."""
