@@ -31,8 +31,9 @@ def store_rate(root: Path, batches: int) -> float:
     from calor.store.logs import LogStore
     from calor.store.tasks import TaskStore
 
-    db = open_database(Settings(data_dir=root / "store"))
-    user, _ = user_service(db).create("bench@calor.local")
+    settings = Settings(data_dir=root / "store")
+    db = open_database(settings)
+    user, _ = user_service(db, settings).create("bench@calor.local")
     service = TaskService(TaskStore(db), LogStore(db), Limits(), lambda: None, lambda _: None)
     elapsed = 0.0
     for b in range(batches):

@@ -86,6 +86,7 @@ def start_server(
     full_env.update(env or {})
     full_env.setdefault("CALOR_DRAIN_SECONDS", "0")
     full_env.setdefault("CALOR_RUNTIME", "host")  # bench_docker.py asks for docker itself
+    full_env.setdefault("CALOR_STORAGE_PORT", str(free_port()))
     argv = [str(CALOR), "serve", "--data-dir", str(data_dir), "--port", str(port)]
     argv += ["--host", HOST, "--log-level", "warning"]
     if cores is not None:

@@ -119,8 +119,9 @@ def _rows(
 def seed(data_dir: Path, n: int, rng_seed: int = 42) -> tuple[str, float]:
     """Create ``data_dir`` with ``n`` tasks; returns the user's token and the seconds it took."""
     t0 = time.monotonic()
-    db = open_database(Settings(data_dir=data_dir))
-    user, token = user_service(db).create("bench@calor.local")
+    settings = Settings(data_dir=data_dir)
+    db = open_database(settings)
+    user, token = user_service(db, settings).create("bench@calor.local")
     rng = random.Random(rng_seed)
     start = datetime(2026, 1, 1)
     for first in range(1, n + 1, BATCH):

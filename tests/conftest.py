@@ -88,12 +88,18 @@ class Server:
     log_path: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    storage_port: int = 0
+
+    @property
+    def storage_url(self) -> str:
+        return f"http://127.0.0.1:{self.storage_port}"
 
     def start(self) -> "Server":
         env = dict(os.environ)
         env["CALOR_RUNTIME"] = "host"  # tests that want Docker say so (tests/docker)
         env.update(self.extra_env)
         env["CALOR_DATA_DIR"] = str(self.data_dir)
+        env.setdefault("CALOR_STORAGE_PORT", str(self.storage_port))
         if self.database_url:
             env["CALOR_DATABASE_URL"] = self.database_url
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
@@ -149,9 +155,12 @@ class Server:
         from calor.settings import Settings
         from calor.wiring import open_database, user_service
 
-        db = open_database(Settings(data_dir=self.data_dir, database_url=self.database_url))
+        settings = Settings(data_dir=self.data_dir, database_url=self.database_url)
+        db = open_database(settings)
         try:
-            _, token = user_service(db).create(email or f"u{uuid.uuid4().hex[:10]}@test.local")
+            _, token = user_service(db, settings).create(
+                email or f"u{uuid.uuid4().hex[:10]}@test.local"
+            )
         finally:
             db.dispose()
         return token
@@ -167,6 +176,7 @@ def make_server(tmp: Path, backend: str, **env: str) -> Server:
         database_url=database_url(backend),
         extra_env=env,
         port=port,
+        storage_port=free_port(),
     )
 
 

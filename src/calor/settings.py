@@ -17,6 +17,8 @@ class Limits:
     page_default: int = 50
     page_max: int = 1000
     max_output_bytes_per_instance: int = 64 * 1024 * 1024
+    max_buckets_per_user: int = 10_000
+    max_storage_bytes_per_user: int = 2**50  # 1 PiB: no quota unless the operator sets one
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Limits":
@@ -46,6 +48,13 @@ class Settings:
     runtime: str = "auto"  # docker | host | auto (Docker when an engine answers)
     docker_url: str | None = None  # None: DOCKER_HOST, else the default socket
     docker_network: str = "bridge"  # for profiles with network (docker-network)
+    # tokens are derived from it: every server of one store needs the same (CALOR_SECRET_KEY);
+    # None: a key kept in <data_dir>/secret.key, made at first use
+    secret_key: str | None = None
+    storage_port: int | None = None  # the S3 gateway's port; None: the API's port + 1
+    # where object bytes live: "fs" (<data_dir>/blobs) or "s3://bucket/prefix" (an external S3,
+    # reached with the usual AWS_* variables, AWS_ENDPOINT_URL included)
+    blob_store: str = "fs"
     drain_seconds: float = 5.0
-    storage_url: str | None = None
+    storage_url: str | None = None  # the gateway's public URL; None: derived per request
     limits: Limits = field(default_factory=Limits)

@@ -3,6 +3,7 @@
 import hashlib
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,15 @@ from calor.runner.host import HostRuntime, reap_leftover
 from calor.runner.instance import InstanceRunner
 from calor.runner.runtime import Runtime
 from calor.scheduler import Engine
+from calor.services.buckets import BucketService
 from calor.services.platform import HostInfo, Platform
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
 from calor.settings import Settings
+from calor.storage.blobs import BlobStore
+from calor.storage.blobs_fs import FsBlobStore
+from calor.storage.gateway import create_gateway
+from calor.store.buckets import BucketStore
 from calor.store.engine import Database, sqlite_url
 from calor.store.execution import ExecutionStore
 from calor.store.logs import LogStore
@@ -79,8 +85,45 @@ def open_database(settings: Settings) -> Database:
     return db
 
 
-def user_service(db: Database) -> UserService:
-    return UserService(UserStore(db))
+def server_key(settings: Settings) -> bytes:
+    """The secret tokens are derived from (services/users.py)."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret.key.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # never replaces a key another process made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
+
+
+def user_service(db: Database, settings: Settings) -> UserService:
+    return UserService(UserStore(db), server_key(settings))
+
+
+def build_blob_store(settings: Settings, data_dir: Path) -> BlobStore:
+    if settings.blob_store == "fs":
+        return FsBlobStore(data_dir / "blobs")
+    if settings.blob_store.startswith("s3://"):
+        import boto3  # only when used
+
+        from calor.storage.blobs_s3 import S3BlobStore
+
+        bucket, _, prefix = settings.blob_store[len("s3://") :].partition("/")
+        if not bucket:
+            raise ValueError("the blob store s3://BUCKET/PREFIX needs a bucket")
+        return S3BlobStore(boto3.client("s3"), bucket, prefix)
+    raise ValueError(f"blob store must be fs or s3://bucket/prefix, not {settings.blob_store!r}")
 
 
 @dataclass
@@ -89,6 +132,7 @@ class Server:
     engine: Engine
     runtime: Runtime
     app: ASGIApp
+    gateway: ASGIApp
     db: Database
 
 
@@ -102,15 +146,18 @@ def build_server(settings: Settings) -> Server:
     )
     executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
     tasks = TaskService(TaskStore(db), LogStore(db), settings.limits, engine.wake, engine.abort)
+    buckets = BucketService(BucketStore(db), build_blob_store(settings, data_dir), settings.limits)
     platform = Platform(
         settings=settings,
-        users=user_service(db),
+        users=user_service(db, settings),
         tasks=tasks,
+        buckets=buckets,
         host=host_info(executor.total_cores),
     )
 
     def on_start() -> None:
         runtime.reap_leftovers()
+        buckets.recover()
         engine.start(executor)
 
     def on_stop() -> None:
@@ -118,4 +165,7 @@ def build_server(settings: Settings) -> Server:
         db.dispose()
 
     app = create_app(platform, on_start, on_stop)
-    return Server(platform=platform, engine=engine, runtime=runtime, app=app, db=db)
+    gateway = create_gateway(buckets, platform.users)
+    return Server(
+        platform=platform, engine=engine, runtime=runtime, app=app, gateway=gateway, db=db
+    )

@@ -1,7 +1,10 @@
 """The ``calor`` command: ``serve`` and ``admin`` (users and tokens)."""
 
+import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -59,6 +62,26 @@ def serve(
         str, typer.Option(envvar="CALOR_SANDBOX", help="auto | on | off (bubblewrap)")
     ] = "auto",
     drain_seconds: Annotated[float, typer.Option(envvar="CALOR_DRAIN_SECONDS")] = 5.0,
+    storage_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="CALOR_STORAGE_PORT", help="port of the S3 gateway (default: --port + 1)"
+        ),
+    ] = None,
+    storage_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CALOR_STORAGE_URL",
+            help="the gateway's URL as clients reach it (default: the API's host, storage port)",
+        ),
+    ] = None,
+    blob_store: Annotated[
+        str,
+        typer.Option(
+            envvar="CALOR_BLOB_STORE",
+            help="where object bytes live: fs (in the data dir) or s3://bucket/prefix",
+        ),
+    ] = "fs",
     runtime: Annotated[
         str,
         typer.Option(
@@ -98,6 +121,10 @@ def serve(
         limits=limits,
         runtime=runtime,
         docker_network=docker_network,
+        secret_key=os.environ.get("CALOR_SECRET_KEY"),
+        storage_port=storage_port if storage_port is not None else port + 1,
+        storage_url=storage_url,
+        blob_store=blob_store,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
@@ -111,19 +138,50 @@ def serve(
         console.print(token, highlight=False, soft_wrap=True)
     console.print(f"runtime: {server.runtime.name} ({server.runtime.description})", highlight=False)
     console.print(f"calor listening on http://{host}:{port}", highlight=False)
-    uvicorn.run(
+    console.print(f"S3 gateway on http://{host}:{settings.storage_port}", highlight=False)
+    api = uvicorn.Config(
         server.app,
         host=host,
         port=port,
         log_level=log_level.lower(),
         timeout_graceful_shutdown=int(drain_seconds) + 5,
     )
+    storage = uvicorn.Config(
+        server.gateway,
+        host=host,
+        port=settings.storage_port or port + 1,
+        log_level=log_level.lower(),
+        lifespan="off",
+        timeout_graceful_shutdown=int(drain_seconds) + 5,
+    )
+    asyncio.run(_serve_both(api, storage))
+
+
+class _SignalFreeServer(uvicorn.Server):
+    """The gateway's server: the API's server owns the signals and stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_both(api: uvicorn.Config, storage: uvicorn.Config) -> None:
+    gateway = _SignalFreeServer(storage)
+    gateway_task = asyncio.create_task(gateway.serve())
+    try:
+        await uvicorn.Server(api).serve()
+    finally:
+        gateway.should_exit = True
+        await gateway_task
 
 
 def _users(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
     from calor.wiring import open_database, user_service
 
-    return user_service(open_database(Settings(data_dir=data_dir, database_url=database_url)))
+    settings = Settings(
+        data_dir=data_dir, database_url=database_url, secret_key=os.environ.get("CALOR_SECRET_KEY")
+    )
+    return user_service(open_database(settings), settings)
 
 
 @user_cmd.command("create")

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from calor.services.buckets import BucketService
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
 from calor.settings import Settings
@@ -20,4 +21,5 @@ class Platform:
     settings: Settings
     users: UserService
     tasks: TaskService
+    buckets: BucketService
     host: HostInfo

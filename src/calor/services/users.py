@@ -1,6 +1,13 @@
-"""Users and tokens: creation, lookup by token, rotation."""
+"""Users and tokens: creation, lookup by token, rotation.
 
+A token is derived from the server's secret key and a per-user random nonce: the store keeps the
+nonce and the token's hash, never the token, yet the S3 gateway can recompute a user's token,
+which SigV4 needs as the signing secret (the SDK signs with the API token, contract §9.1).
+"""
+
+import base64
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,8 +21,9 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
+def derive_token(server_key: bytes, nonce: str) -> str:
+    digest = hmac.new(server_key, b"calor-api-token\0" + nonce.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
 def _now() -> datetime:
@@ -23,21 +31,38 @@ def _now() -> datetime:
 
 
 class UserService:
-    def __init__(self, store: UserStore, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self, store: UserStore, server_key: bytes, clock: Callable[[], datetime] = _now
+    ) -> None:
         self.store = store
+        self.server_key = server_key
         self.clock = clock
+
+    def _new_token(self) -> tuple[str, str]:
+        nonce = secrets.token_hex(16)
+        return nonce, derive_token(self.server_key, nonce)
 
     def create(self, email: str) -> tuple[User, str]:
         email = email.strip()
         if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
             raise BadRequest(f"{email!r} is not an e-mail address")
-        token = new_token()
-        return self.store.create(email, hash_token(token), self.clock()), token
+        nonce, token = self._new_token()
+        return self.store.create(email, hash_token(token), nonce, self.clock()), token
 
     def rotate(self, email: str) -> str:
-        token = new_token()
-        self.store.set_token_hash(email, hash_token(token))
+        nonce, token = self._new_token()
+        self.store.set_token(email, hash_token(token), nonce)
         return token
+
+    def storage_secret(self, email: str) -> tuple[User, str] | None:
+        """The user whose e-mail is this S3 access key, and their token (the SigV4 secret)."""
+        found = self.store.by_email(email)
+        if found is None:
+            return None
+        user, nonce = found
+        if nonce is None:
+            return None  # a token made before tokens were derived: rotate it to use storage
+        return user, derive_token(self.server_key, nonce)
 
     def authenticate(self, header: str | None) -> User:
         """``Authorization: <token>`` as the SDK sends it; ``Bearer <token>`` accepted too."""

@@ -28,6 +28,9 @@ users = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("email", String(320), nullable=False, unique=True),
     Column("token_hash", String(64), nullable=False, unique=True),
+    # the token is derived from this and the server's secret key (services/users.py); null for
+    # tokens made before that, which must be rotated to use the S3 gateway
+    Column("token_nonce", String(32), nullable=True),
     Column("created_at", DateTime, nullable=False),
     # kept in step by every insert and delete of tasks (store/tasks.py), so that the per-user
     # limit is one row read however many tasks are stored
@@ -129,4 +132,71 @@ log_cursors = Table(
     Column("stream", SmallInteger, primary_key=True),
     Column("instance_id", Integer, primary_key=True),
     Column("last_chunk_id", Id, nullable=False),
+)
+
+# -- object storage (the S3 gateway): metadata here, bytes in a blob store (storage/blobs.py) ---
+
+# S3 lists keys in the byte order of their UTF-8: SQLite compares text that way, PostgreSQL only
+# with the "C" collation
+Key = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # names are per user: two users may both have a bucket "input"
+    Column("name", String(63), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    # kept in step with objects, for quotas and /info without a scan
+    Column("object_count", BigInteger, nullable=False, server_default="0"),
+    Column("bytes_used", BigInteger, nullable=False, server_default="0"),
+    Index("ix_buckets_user_name", "user_id", "name", unique=True),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bucket_id", Id, ForeignKey("buckets.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Key, nullable=False),
+    Column("blob_id", String(80), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("etag", String(80), nullable=False),  # without quotes
+    Column("content_type", String(255), nullable=False),
+    Column("last_modified", DateTime, nullable=False),
+    Column("user_metadata", JSON, nullable=False),  # x-amz-meta-*
+    Index("ix_objects_bucket_key", "bucket_id", "key", unique=True),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the UploadId
+    Column("bucket_id", Id, ForeignKey("buckets.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Key, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("user_metadata", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_uploads_bucket_key", "bucket_id", "key"),
+)
+
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column("upload_id", String(64), ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True),
+    Column("part_number", Integer, primary_key=True),
+    Column("blob_id", String(80), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("etag", String(80), nullable=False),
+    Column("last_modified", DateTime, nullable=False),
+)
+
+# blobs no object references (replaced, deleted, or still being written): their bytes are
+# deleted once due (store/buckets.py), so that a crash at any point leaks nothing
+doomed_blobs = Table(
+    "doomed_blobs",
+    metadata,
+    Column("blob_id", String(80), primary_key=True),
+    Column("since", DateTime, nullable=False),  # due: deletable from then on
 )

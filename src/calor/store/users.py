@@ -15,12 +15,12 @@ class UserStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, email: str, token_hash: str, now: datetime) -> User:
+    def create(self, email: str, token_hash: str, nonce: str, now: datetime) -> User:
         try:
             with self.db.write() as conn:
                 user_id = conn.execute(
                     insert(users)
-                    .values(email=email, token_hash=token_hash, created_at=now)
+                    .values(email=email, token_hash=token_hash, token_nonce=nonce, created_at=now)
                     .returning(users.c.id)
                 ).scalar_one()
         except IntegrityError:
@@ -47,10 +47,23 @@ class UserStore:
         with self.db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
 
-    def set_token_hash(self, email: str, token_hash: str) -> None:
+    def by_email(self, email: str) -> tuple[User, str | None] | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(users.c.id, users.c.email, users.c.created_at, users.c.token_nonce).where(
+                    users.c.email == email
+                )
+            ).first()
+        if row is None:
+            return None
+        return User(id=row.id, email=row.email, created_at=row.created_at), row.token_nonce
+
+    def set_token(self, email: str, token_hash: str, nonce: str) -> None:
         with self.db.write() as conn:
             result = conn.execute(
-                update(users).where(users.c.email == email).values(token_hash=token_hash)
+                update(users)
+                .where(users.c.email == email)
+                .values(token_hash=token_hash, token_nonce=nonce)
             )
             if result.rowcount == 0:
                 raise NotFound(f"no user has the e-mail {email!r}")

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -13,13 +13,19 @@ router = APIRouter()
 
 
 @router.get("/settings")
-async def settings(p: PlatformDep, _: UserDep) -> Response:
-    return json_response({"storage": p.settings.storage_url})
+async def settings(p: PlatformDep, _: UserDep, request: Request) -> Response:
+    url = p.settings.storage_url
+    if not url:
+        # the host the client reached the API by, on the gateway's port
+        port = p.settings.storage_port or p.settings.port + 1
+        url = f"{request.url.scheme}://{request.url.hostname}:{port}"
+    return json_response({"storage": url})
 
 
 @router.get("/info")
 async def info(p: PlatformDep, user: UserDep) -> Response:
     counts = await run_in_threadpool(p.tasks.counts, user.id)
+    storage = await run_in_threadpool(p.buckets.usage, user.id)
     limits = p.settings.limits
     cores = p.host.cores
     quota = {
@@ -31,10 +37,10 @@ async def info(p: PlatformDep, user: UserDep) -> Response:
     return json_response(
         {
             "email": user.email,
-            "maxBucket": 0,
-            "bucketCount": 0,
-            "quotaBytesBucket": 0,
-            "usedQuotaBytesBucket": 0,
+            "maxBucket": limits.max_buckets_per_user,
+            "bucketCount": storage.bucket_count,
+            "quotaBytesBucket": limits.max_storage_bytes_per_user,
+            "usedQuotaBytesBucket": storage.bytes_used,
             "taskCount": counts.task_count,
             "maxTask": limits.max_tasks_per_user,
             "runningTaskCount": counts.running_task_count,
