@@ -87,7 +87,8 @@ class HostRuntime:
         return "in a bubblewrap sandbox" if self.bwrap else "without a sandbox (bwrap not found)"
 
     def tmp_path(self, workdir: Path) -> Path:
-        return Path("/tmp") if self.bwrap else workdir / ".tmp"
+        # without a sandbox, scratch space sits beside TASK_PATH so it is never a result
+        return Path("/tmp") if self.bwrap else workdir.parent / "tmp"
 
     def argv(self, command: str, workdir: Path, network: bool) -> list[str]:
         if not self.bwrap:

@@ -62,7 +62,9 @@ class InstanceRunner:
 
     def run(self, job: InstanceJob, emit: EventSink, on_process: Callable[[Handle], None]) -> None:
         t0 = time.monotonic()
-        workdir = self.work_root / job.task_uuid / str(job.instance_id)
+        # <task>/<instance>/task is TASK_PATH; the runtime may keep scratch space beside it
+        slot = self.work_root / job.task_uuid / str(job.instance_id)
+        workdir = slot / "task"
         handles: list[Handle] = []
         try:
             outcome = self._run(job, workdir, emit, on_process, handles)
@@ -74,9 +76,9 @@ class InstanceRunner:
             # the outcome is reported after the working directory is removed: a retry of
             # this instance reuses the path and may start as soon as the outcome is recorded
             if not self.keep_workdirs:
-                shutil.rmtree(workdir, ignore_errors=True)
+                shutil.rmtree(slot, ignore_errors=True)
                 with contextlib.suppress(OSError):
-                    workdir.parent.rmdir()
+                    slot.parent.rmdir()
         handle = handles[0] if handles else None
         emit(
             Finished(
