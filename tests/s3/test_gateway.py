@@ -3,6 +3,7 @@
 import hashlib
 import io
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -392,3 +393,27 @@ def test_info_counts_buckets_and_bytes(account: Callable[..., Account], server: 
     assert info["maxBucket"] > 0 and info["quotaBytesBucket"] > 0
     storage = httpx.get(f"{server.url}/settings", headers={"Authorization": acc.token}).json()
     assert storage["storage"] == server.storage_url
+
+
+def test_concurrent_puts_of_one_new_key_all_succeed(
+    account: Callable[..., Account], server: Server
+) -> None:
+    """Last writer wins, as in S3; the bucket's byte count stays exact."""
+    acc = account()
+    name = unique_bucket()
+    acc.s3.create_bucket(Bucket=name)
+    clients = [s3_client(server, acc.email, acc.token) for _ in range(8)]
+    for round_ in range(3):
+        key = f"same-{round_}"
+        with ThreadPoolExecutor(len(clients)) as pool:
+            done = list(
+                pool.map(
+                    lambda c, key=key: c.put_object(Bucket=name, Key=key, Body=b"x" * 10),
+                    clients,
+                )
+            )
+        assert all(d["ResponseMetadata"]["HTTPStatusCode"] == 200 for d in done)
+    listed = acc.s3.list_objects_v2(Bucket=name)["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["same-0", "same-1", "same-2"]
+    info = httpx.get(f"{server.url}/info", headers={"Authorization": acc.token}).json()
+    assert info["usedQuotaBytesBucket"] == 30

@@ -93,6 +93,17 @@ class BucketStore:
         return True
 
     @staticmethod
+    def _lock(conn: Connection, bucket: Bucket) -> None:
+        """Writes of one bucket's objects take turns (PostgreSQL row lock; SQLite has one
+        writer anyway): two PUTs of one new key must not both insert it, and the bucket's
+        byte and object counts must add up."""
+        found = conn.execute(
+            select(buckets.c.id).where(buckets.c.id == bucket.id).with_for_update()
+        ).first()
+        if found is None:
+            raise NoSuchBucket(f"bucket {bucket.name!r} does not exist")
+
+    @staticmethod
     def _bucket_row(conn: Connection, user_id: int, name: str) -> Any:
         return conn.execute(
             select(buckets).where(buckets.c.user_id == user_id, buckets.c.name == name)
@@ -155,6 +166,7 @@ class BucketStore:
         """Insert or replace the object (its blob written and doomed beforehand: this commit
         takes it back, and dooms the blob it replaces)."""
         with self.db.write() as conn:
+            self._lock(conn, bucket)
             old = conn.execute(
                 select(objects.c.id, objects.c.size, objects.c.blob_id).where(
                     objects.c.bucket_id == bucket.id, objects.c.key == obj.key
@@ -207,6 +219,7 @@ class BucketStore:
         if not keys:
             return set()
         with self.db.write() as conn:
+            self._lock(conn, bucket)
             rows = conn.execute(
                 select(objects.c.id, objects.c.key, objects.c.size, objects.c.blob_id).where(
                     objects.c.bucket_id == bucket.id, objects.c.key.in_(set(keys))
@@ -315,7 +328,10 @@ class BucketStore:
 
     def put_part(self, upload: Upload, part: Part, now: datetime) -> None:
         with self.db.write() as conn:
-            exists = conn.execute(select(uploads.c.id).where(uploads.c.id == upload.id)).first()
+            # locked: two writes of one part number must not both insert it
+            exists = conn.execute(
+                select(uploads.c.id).where(uploads.c.id == upload.id).with_for_update()
+            ).first()
             if exists is None:
                 raise NoSuchUpload(f"upload {upload.id!r} does not exist (completed or aborted?)")
             old = conn.execute(
