@@ -24,6 +24,18 @@ from calor.wiring import open_database, user_service
 BATCH = 1000
 
 
+class _NoEngine:
+    """Nothing runs in the baseline: the engine's side is a no-op."""
+
+    def wake(self) -> None: ...
+
+    def abort(self, row_ids: list[int]) -> None: ...
+
+    def refresh(self, row_ids: list[int]) -> None: ...
+
+    def snapshot(self, plan: object) -> None: ...
+
+
 def store_rate(root: Path, batches: int) -> float:
     """Tasks/s of TaskService.submit alone (one transaction per 1,000 tasks)."""
     from calor.services.tasks import TaskService
@@ -34,7 +46,7 @@ def store_rate(root: Path, batches: int) -> float:
     settings = Settings(data_dir=root / "store")
     db = open_database(settings)
     user, _ = user_service(db, settings).create("bench@calor.local")
-    service = TaskService(TaskStore(db), LogStore(db), Limits(), lambda: None, lambda _: None)
+    service = TaskService(TaskStore(db), LogStore(db), Limits(), _NoEngine())
     elapsed = 0.0
     for b in range(batches):
         specs = [task_spec(parse(TaskBody, task_body(f"s{b}-{i}")), 1000) for i in range(BATCH)]

@@ -8,11 +8,13 @@ the same turn.
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from calor.domain.errors import Unavailable
 from calor.domain.ports import Executor, Finished, InstanceEvent
+from calor.domain.transfer import SnapshotPlan
 from calor.store.execution import ExecutionStore, Leftover
 
 log = logging.getLogger("calor.engine")
@@ -34,8 +36,11 @@ class Engine:
         reap: Callable[[int | None, float | None], bool],
         clock: Callable[[], datetime] = utcnow,
         max_batch: int = 5000,
+        due_snapshots: Callable[[datetime], list[SnapshotPlan]] | None = None,
     ) -> None:
         self.store = store
+        self.due_snapshots = due_snapshots
+        self._next_snapshot_check = 0.0
         self.reap = reap
         self.clock = clock
         self.max_batch = max_batch
@@ -59,6 +64,14 @@ class Engine:
     def abort(self, row_ids: list[int]) -> None:
         if row_ids and self.executor is not None:
             self.executor.abort(row_ids)
+
+    def refresh(self, row_ids: list[int]) -> None:
+        if row_ids and self.executor is not None:
+            self.executor.refresh(row_ids)
+
+    def snapshot(self, plan: SnapshotPlan) -> None:
+        if plan.row_ids and self.executor is not None:
+            self.executor.snapshot(plan.row_ids, plan.snapshot_id, plan.target)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -146,6 +159,14 @@ class Engine:
                         self.clock(),
                     )
 
+    def _periodic_snapshots(self) -> None:
+        """Looked for at most once a second: intervals are whole seconds."""
+        if self.due_snapshots is None or time.monotonic() < self._next_snapshot_check:
+            return
+        self._next_snapshot_check = time.monotonic() + 1.0
+        for plan in self.due_snapshots(self.clock()):
+            self.snapshot(plan)
+
     def _loop(self) -> None:
         assert self.executor is not None
         while not self._stopping.is_set():
@@ -156,6 +177,7 @@ class Engine:
                     pass
                 if self._stopping.is_set():
                     break
+                self._periodic_snapshots()
                 free = self.executor.free_cores()
                 if free > 0:
                     jobs = self.store.claim(free, self.executor.total_cores, self.clock())

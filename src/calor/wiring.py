@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 
 from calor.api.app import create_app
 from calor.executors.local import LocalExecutor
+from calor.runner.files import TaskFiles
 from calor.runner.host import HostRuntime, reap_leftover
 from calor.runner.instance import InstanceRunner
 from calor.runner.runtime import Runtime
@@ -24,10 +25,12 @@ from calor.settings import Settings
 from calor.storage.blobs import BlobStore
 from calor.storage.blobs_fs import FsBlobStore
 from calor.storage.gateway import create_gateway
+from calor.storage.local_access import ServiceObjects
 from calor.store.buckets import BucketStore
 from calor.store.engine import Database, sqlite_url
 from calor.store.execution import ExecutionStore
 from calor.store.logs import LogStore
+from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
 from calor.store.users import UserStore
 
@@ -138,15 +141,27 @@ class Server:
 
 def build_server(settings: Settings) -> Server:
     db = open_database(settings)
-    engine = Engine(ExecutionStore(db), reap_leftover)
+    snapshots = SnapshotStore(db)
+    engine = Engine(ExecutionStore(db), reap_leftover, due_snapshots=snapshots.due)
     data_dir = settings.data_dir.resolve()
     runtime = build_runtime(settings, data_dir)
+    buckets = BucketService(BucketStore(db), build_blob_store(settings, data_dir), settings.limits)
+    objects = ServiceObjects(buckets)
     runner = InstanceRunner(
-        runtime, data_dir / "work", max_output_bytes=settings.limits.max_output_bytes_per_instance
+        runtime,
+        data_dir / "work",
+        max_output_bytes=settings.limits.max_output_bytes_per_instance,
+        files=TaskFiles(objects),
     )
     executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
-    tasks = TaskService(TaskStore(db), LogStore(db), settings.limits, engine.wake, engine.abort)
-    buckets = BucketService(BucketStore(db), build_blob_store(settings, data_dir), settings.limits)
+    tasks = TaskService(
+        TaskStore(db),
+        LogStore(db),
+        settings.limits,
+        engine,
+        snapshots=snapshots,
+        bucket_exists=objects.exists,
+    )
     platform = Platform(
         settings=settings,
         users=user_service(db, settings),

@@ -1,6 +1,8 @@
 """The official SDK's docker-batch flow, unchanged, on calor's Docker runtime."""
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -39,3 +41,21 @@ def test_sdk_fresh_stdout_and_abort(conn: Connection, engine: docker.DockerClien
     task.abort()
     assert wait_done(task) == "Cancelled"
     assert containers_of(engine, task.uuid) == []
+
+
+def test_sdk_resources_in_and_results_out_of_a_container(conn: Connection, tmp_path: Path) -> None:
+    """Resources land in the mounted TASK_PATH; what the container writes there comes back."""
+    resources = conn.create_bucket(f"in-{uuid.uuid4().hex[:10]}")
+    resources.add_string("from a bucket\n", "data/input.txt")
+    results = conn.create_bucket(f"out-{uuid.uuid4().hex[:10]}")
+    task = docker_task(conn, 'cp data/input.txt "$TASK_PATH/copy.txt" && pwd > where.txt')
+    task.constants["DOCKER_REPO"] = IMAGE
+    task.resources = [resources]
+    task.results = results
+    task.submit()
+    assert wait_done(task) == "Success", task.errors
+    out = tmp_path / "out"
+    task.download_results(str(out))
+    assert (out / "copy.txt").read_text() == "from a bucket\n"
+    assert (out / "where.txt").read_text() == "/job\n"
+    assert not (out / "data").exists()

@@ -6,6 +6,7 @@ hardwareConstraints, forcedNetworkRules or resultsCount; status carries both by-
 arrays; dates have at most 6 fractional digits and a Z.
 """
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from calor.domain.profiles import PROFILES
 from calor.domain.ranges import format_ranges, parse_ranges
 from calor.domain.states import ACTIVE_INSTANCE_STATES, FINAL_INSTANCE_STATES, InstanceState
 from calor.domain.task import InstanceRecord, TaskRecord, TaskSpec, derive
+from calor.domain.transfer import SnapshotRecord
 
 DEFAULT_PROFILE = "docker-batch"
 ERROR_CODE = "CALOR-INSTANCE"
@@ -138,8 +140,32 @@ def _completed(inst: InstanceRecord, cores: int, host: HostFacts) -> dict[str, A
         "clockRatio": 1.0,
         "executionAttemptCount": inst.attempts,
         "error": _error(inst) if inst.error and inst.state is not InstanceState.SUCCESS else None,
-        "results": [],
+        "results": [f"s3://{name}" for name in inst.results],
     }
+
+
+_PHASES = {
+    InstanceState.DISPATCHED: "download",
+    InstanceState.EXECUTING: "execution",
+    InstanceState.UPLOADING: "upload",
+}
+
+
+def _downloaded(i: InstanceRecord) -> float:
+    if i.state is InstanceState.QUEUED:
+        return 0.0
+    return i.transfer_progress if i.state is InstanceState.DISPATCHED else 100.0
+
+
+def _uploaded(i: InstanceRecord) -> float:
+    if i.state in FINAL_INSTANCE_STATES:
+        return 100.0
+    return i.transfer_progress if i.state is InstanceState.UPLOADING else 0.0
+
+
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return round(sum(items) / len(items), 2) if items else 0.0
 
 
 def _status(
@@ -152,7 +178,7 @@ def _status(
     running = [i for i in t.instances if i.state in ACTIVE_INSTANCE_STATES]
     per_running: list[dict[str, Any]] = [
         {
-            "phase": "execution" if i.state is InstanceState.EXECUTING else "environment",
+            "phase": _PHASES.get(i.state, "environment"),
             "instanceId": i.instance_id,
             "coreCount": t.cores,
             "maxFrequencyGHz": host.ghz,
@@ -178,9 +204,9 @@ def _status(
     return {
         "timestamp": stamp,
         "lastUpdateTimestamp": fmt_date(t.last_modified),
-        "downloadProgress": 100.0 if started else 0.0,
+        "downloadProgress": _mean(_downloaded(i) for i in t.instances),
         "executionProgress": t.progress,
-        "uploadProgress": 100.0 if executed and not running else 0.0,
+        "uploadProgress": _mean(_uploaded(i) for i in t.instances),
         "instanceCount": len(running),
         "downloadTime": "00:00:00",
         "downloadTimeSec": 0.0,
@@ -305,7 +331,7 @@ def task_full(t: TaskRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     out["projectUuid"] = t.project_uuid
     out["resultBucket"] = t.result_bucket
     out["resultsCount"] = t.results_count
-    out["snapshotInterval"] = 0
+    out["snapshotInterval"] = t.snapshot_interval
     out["tags"] = t.tags
     for key in _ECHOED:
         out[key] = t.document.get(key)
@@ -326,3 +352,16 @@ def select_fields(full: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     """``select`` of /tasks/search: keep the named fields (PascalCase or camelCase)."""
     wanted = {f.lower() for f in fields}
     return {k: v for k, v in full.items() if k.lower() in wanted}
+
+
+def snapshot_json(s: SnapshotRecord) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "taskUuid": s.task_uuid,
+        "triggerDate": fmt_date(s.trigger_date),
+        "lastUpdateDate": fmt_date(s.last_update),
+        "snapshotConfig": s.config,
+        "status": s.status,
+        "sizeToUpload": s.size_to_upload,
+        "transferredSize": s.transferred_size,
+    }

@@ -1,9 +1,12 @@
 """The boundaries of the domain: what an executor is given, what it reports, what it offers."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
+
+from calor.domain.transfer import Transfers, Upload
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class InstanceJob:
     network: bool = False
     memory_limit_mb: int | None = None
     user_id: int = 0
+    transfers: Transfers = field(default_factory=Transfers)
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,32 @@ class Finished:
     # the attempt never got a fair run (server stopping, executor lost): requeue for free
     interrupted: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    # "bucket/key" of each result object uploaded when the attempt ended
+    results: tuple[str, ...] = ()
 
 
-InstanceEvent = Started | Output | Progress | Finished
+@dataclass(frozen=True)
+class Transfer:
+    """Progress of the download of resources (before the command) or of the upload of
+    results (after it: the instance is then UploadingResults)."""
+
+    row_id: int
+    phase: str  # "download" or "upload"
+    progress: float
+
+
+@dataclass(frozen=True)
+class SnapshotDone:
+    """One instance's part of a snapshot has been uploaded (or has failed)."""
+
+    row_id: int
+    snapshot_id: str
+    size: int
+    objects: int
+    error: str | None = None
+
+
+InstanceEvent = Started | Output | Progress | Transfer | SnapshotDone | Finished
 EventSink = Callable[[InstanceEvent], None]
 
 
@@ -75,8 +102,42 @@ class Executor(Protocol):
 
     def abort(self, row_ids: list[int]) -> None: ...
 
+    def refresh(self, row_ids: list[int]) -> None:
+        """Running instances fetch their resources' new or changed objects."""
+        ...
+
+    def snapshot(self, row_ids: list[int], snapshot_id: str, target: Upload) -> None:
+        """Running instances upload their result files now; each reports SnapshotDone."""
+        ...
+
     def stop(self, grace_seconds: float) -> None: ...
 
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+class ObjectAccess(Protocol):
+    """A user's buckets as the instance runner reaches them: in process on the server, or over
+    the S3 gateway from a worker elsewhere."""
+
+    def exists(self, user_id: int, bucket: str) -> bool: ...
+
+    def list(self, user_id: int, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, in key order."""
+        ...
+
+    def read(self, user_id: int, bucket: str, key: str) -> Iterator[bytes]: ...
+
+    def write(self, user_id: int, bucket: str, key: str, path: Path) -> ObjectInfo:
+        """Store the file at ``path`` as ``key``, creating the bucket when it is missing."""
+        ...
+
+    def delete(self, user_id: int, bucket: str, keys: Iterable[str]) -> None: ...

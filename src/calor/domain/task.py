@@ -48,6 +48,8 @@ class InstanceRecord:
     peak_memory_mb: int
     exit_code: int | None
     error: str | None
+    transfer_progress: float = 0.0
+    results: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class TaskRecord:
     document: dict[str, Any]
     tags: list[str] = field(default_factory=list)
     instances: list[InstanceRecord] = field(default_factory=list)
+    snapshot_interval: int = 0
 
 
 @dataclass(frozen=True)

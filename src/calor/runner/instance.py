@@ -5,12 +5,25 @@ or Docker) only runs the command.
 
 import contextlib
 import shutil
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from calor.domain.ports import EventSink, Finished, InstanceJob, Output, Progress, Started
+from calor.domain.ports import (
+    EventSink,
+    Finished,
+    InstanceJob,
+    Output,
+    Progress,
+    SnapshotDone,
+    Started,
+    Transfer,
+)
+from calor.domain.transfer import Upload
+from calor.runner.files import Inputs, TaskFiles, TransferError
 from calor.runner.output import OutputBudget, progress_parser
 from calor.runner.runtime import Handle, Launch, Runtime, TextSink
 
@@ -45,6 +58,17 @@ def instance_environment(
     return env
 
 
+@dataclass
+class _Live:
+    """A running attempt, for the requests that reach it while it runs."""
+
+    job: InstanceJob
+    workdir: Path
+    inputs: Inputs
+    emit: EventSink
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one transfer at a time
+
+
 class InstanceRunner:
     """Runs attempts with a runtime; one call of ``run`` per attempt, on its own thread."""
 
@@ -54,25 +78,37 @@ class InstanceRunner:
         work_root: Path,
         max_output_bytes: int = 64 * 1024 * 1024,
         keep_workdirs: bool = False,
+        files: TaskFiles | None = None,
     ):
         self.runtime = runtime
         self.work_root = work_root
         self.max_output_bytes = max_output_bytes
         self.keep_workdirs = keep_workdirs
+        self.files = files
+        self._live: dict[int, _Live] = {}
+        self._live_lock = threading.Lock()
 
     def run(self, job: InstanceJob, emit: EventSink, on_process: Callable[[Handle], None]) -> None:
         t0 = time.monotonic()
         # <task>/<instance>/task is TASK_PATH; the runtime may keep scratch space beside it
         slot = self.work_root / job.task_uuid / str(job.instance_id)
-        workdir = slot / "task"
+        live = _Live(job, slot / "task", Inputs(), emit)
         handles: list[Handle] = []
+        results: tuple[str, ...] = ()
         try:
-            outcome = self._run(job, workdir, emit, on_process, handles)
+            outcome = self._run(job, live, on_process, handles)
+            results, upload_error = self._upload_results(live, handles[0] if handles else None)
+            if upload_error and outcome.error is None:
+                outcome = replace(outcome, error=upload_error)
         except Exception as exc:  # the outcome must be reported whatever went wrong
             outcome = Finished(
                 job.row_id, utcnow(), None, error=f"the instance could not be run: {exc}"
             )
         finally:
+            with self._live_lock:
+                self._live.pop(job.row_id, None)
+            with live.lock:  # a snapshot or refresh in flight ends before the files go
+                pass
             # the outcome is reported after the working directory is removed: a retry of
             # this instance reuses the path and may start as soon as the outcome is recorded
             if not self.keep_workdirs:
@@ -91,18 +127,112 @@ class InstanceRunner:
                 error="cancelled by the user" if handle and handle.cancelled else outcome.error,
                 cancelled=bool(handle and handle.cancelled),
                 interrupted=bool(handle and handle.interrupted),
+                results=results,
             )
         )
+
+    def _fetch(self, live: _Live) -> None:
+        job = live.job
+        if not job.transfers.resources:
+            return
+        if self.files is None:
+            raise TransferError("this executor has no access to buckets")
+        live.emit(Transfer(job.row_id, "download", 0.0))
+        self.files.fetch(
+            job.user_id,
+            job.transfers.resources,
+            live.workdir,
+            live.inputs,
+            lambda p: live.emit(Transfer(job.row_id, "download", p)),
+        )
+
+    def _upload_results(
+        self, live: _Live, handle: Handle | None
+    ) -> tuple[tuple[str, ...], str | None]:
+        """Results of an attempt that ended on its own (or was cancelled, when the task says
+        so); returns their "bucket/key" names and an error, if the upload failed."""
+        job, target = live.job, live.job.transfers.results
+        if target is None or self.files is None or not live.workdir.is_dir():
+            return (), None
+        if handle is not None and handle.interrupted:
+            return (), None  # it runs again: its results come then
+        if (
+            handle is not None
+            and handle.cancelled
+            and not job.transfers.upload_results_on_cancellation
+        ):
+            return (), None
+        files = self.files
+        with live.lock:
+            changed = files.changed(live.workdir, live.inputs, target.filter)
+            if not changed:
+                return (), None
+            live.emit(Transfer(job.row_id, "upload", 0.0))
+            try:
+                published = files.publish(
+                    job.user_id,
+                    target,
+                    live.workdir,
+                    changed,
+                    lambda p: live.emit(Transfer(job.row_id, "upload", p)),
+                )
+            except Exception as exc:
+                return (), f"results could not be uploaded to {target.bucket!r}: {exc}"
+        return tuple(f"{target.bucket}/{k}" for k in published.keys), None
+
+    # -- requests that reach a running attempt ----------------------------------------------
+
+    def refresh(self, row_id: int) -> None:
+        """Fetch the resources' new or changed objects into a running attempt (PATCH)."""
+        with self._live_lock:
+            live = self._live.get(row_id)
+        if live is None or self.files is None:
+            return
+        with live.lock:
+            if live.workdir.is_dir():
+                self.files.fetch(
+                    live.job.user_id,
+                    live.job.transfers.resources,
+                    live.workdir,
+                    live.inputs,
+                    lambda _p: None,
+                )
+
+    def snapshot(self, row_id: int, snapshot_id: str, target: Upload, emit: EventSink) -> None:
+        """Upload a running attempt's result files now; always reports SnapshotDone."""
+        with self._live_lock:
+            live = self._live.get(row_id)
+        if live is None or self.files is None:
+            # it ended meanwhile: its results went with its outcome
+            emit(SnapshotDone(row_id, snapshot_id, 0, 0))
+            return
+        try:
+            with live.lock:
+                changed = self.files.changed(live.workdir, live.inputs, target.filter)
+                published = self.files.publish(
+                    live.job.user_id, target, live.workdir, changed, lambda _p: None
+                )
+            emit(SnapshotDone(row_id, snapshot_id, published.size, len(published.keys)))
+        except Exception as exc:
+            emit(SnapshotDone(row_id, snapshot_id, 0, 0, error=str(exc)))
 
     def _run(
         self,
         job: InstanceJob,
-        workdir: Path,
-        emit: EventSink,
+        live: _Live,
         on_process: Callable[[Handle], None],
         handles: list[Handle],
     ) -> Finished:
+        emit, workdir = live.emit, live.workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fetch(live)
+        except Exception as exc:
+            return Finished(
+                job.row_id, utcnow(), None, error=f"resources could not be fetched: {exc}"
+            )
+        with self._live_lock:
+            self._live[job.row_id] = live
         task_path, tmp_path = self.runtime.paths(workdir)
         banner = self.runtime.banner(job)
         if banner:

@@ -1,16 +1,19 @@
-"""Task use cases: submit, read, page, search, logs, abort, delete."""
+"""Task use cases: submit, read, page, search, logs, abort, delete, resources, snapshots."""
 
 import base64
 import binascii
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from calor.domain.errors import BadRequest, CalorError, NotFound
+from calor.domain.errors import BadRequest, CalorError, Forbidden, NotFound
 from calor.domain.filters import Filter
 from calor.domain.task import TaskRecord, TaskSpec
+from calor.domain.transfer import SnapshotPlan, SnapshotRecord, check_patterns, resource_sources
 from calor.settings import Limits
 from calor.store.logs import Chunk, LogStore
+from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import Counts, TaskStore
 
 
@@ -42,27 +45,94 @@ class Page:
     next_token: str | None
 
 
+class InstanceControl(Protocol):
+    """What the use cases ask of the engine about instances (scheduler.Engine)."""
+
+    def wake(self) -> None: ...
+
+    def abort(self, row_ids: list[int]) -> None: ...
+
+    def refresh(self, row_ids: list[int]) -> None: ...
+
+    def snapshot(self, plan: SnapshotPlan) -> None: ...
+
+
 class TaskService:
     def __init__(
         self,
         tasks: TaskStore,
         logs: LogStore,
         limits: Limits,
-        wake: Callable[[], None],
-        abort: Callable[[list[int]], None],
+        control: InstanceControl,
+        snapshots: SnapshotStore | None = None,
+        bucket_exists: Callable[[int, str], bool] = lambda _user, _name: True,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.tasks = tasks
         self.logs = logs
         self.limits = limits
-        self.wake = wake
-        self.abort_instances = abort
+        self.control = control
+        self.snapshots = snapshots
+        self.bucket_exists = bucket_exists
         self.clock = clock
 
+    def _check_files(self, user_id: int, spec: TaskSpec) -> None:
+        """Bad filters and missing resource buckets are refused at submit (contract §9.3)."""
+        doc = spec.document
+        check_patterns(
+            (name, doc.get(name))
+            for name in (
+                "resultsWhitelist",
+                "resultsBlacklist",
+                "snapshotWhitelist",
+                "snapshotBlacklist",
+            )
+        )
+        for name in dict.fromkeys(s.bucket for s in resource_sources(doc)):
+            if not self.bucket_exists(user_id, name):
+                raise NotFound(f"the resource bucket {name!r} does not exist")
+
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
-        results = self.tasks.insert(user_id, specs, self.clock(), self.limits.max_tasks_per_user)
-        self.wake()
-        return results
+        """One result per spec, in order: a uuid, or why that spec was refused."""
+        refused: dict[int, CalorError] = {}
+        for i, spec in enumerate(specs):
+            try:
+                self._check_files(user_id, spec)
+            except CalorError as exc:
+                refused[i] = exc
+        kept = [spec for i, spec in enumerate(specs) if i not in refused]
+        inserted = iter(
+            self.tasks.insert(user_id, kept, self.clock(), self.limits.max_tasks_per_user)
+            if kept
+            else []
+        )
+        self.control.wake()
+        return [refused[i] if i in refused else next(inserted) for i in range(len(specs))]
+
+    def refresh_resources(self, user_id: int, key: str) -> None:
+        """PATCH /tasks/{uuid}: running instances fetch new or changed resource objects;
+        instances that have not started yet fetch everything when they start anyway."""
+        self.control.refresh(self.tasks.executing(user_id, key))
+
+    def _snapshots(self) -> SnapshotStore:
+        if self.snapshots is None:
+            raise Forbidden("snapshots are not available on this server")
+        return self.snapshots
+
+    def snapshot(self, user_id: int, key: str, request: dict[str, Any]) -> str:
+        plan = self._snapshots().trigger(user_id, key, request, self.clock())
+        self.control.snapshot(plan)
+        return plan.snapshot_id
+
+    def periodic_snapshots(
+        self, user_id: int, key: str, interval: Any, request: dict[str, Any]
+    ) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+            raise BadRequest(f"interval must be a whole number of seconds >= 0, not {interval!r}")
+        self._snapshots().set_periodic(user_id, key, interval, request, self.clock())
+
+    def snapshot_status(self, user_id: int, key: str, snapshot_id: str) -> SnapshotRecord:
+        return self._snapshots().get(user_id, key, snapshot_id)
 
     def get(self, user_id: int, key: str) -> TaskRecord:
         return self.tasks.get(user_id, key)
@@ -71,10 +141,10 @@ class TaskService:
         self.tasks.replace_document(user_id, key, spec, self.clock())
 
     def abort(self, user_id: int, key: str) -> None:
-        self.abort_instances(self.tasks.request_abort(user_id, key, self.clock()))
+        self.control.abort(self.tasks.request_abort(user_id, key, self.clock()))
 
     def delete(self, user_id: int, key: str) -> None:
-        self.abort_instances(self.tasks.delete(user_id, key, self.clock()))
+        self.control.abort(self.tasks.delete(user_id, key, self.clock()))
 
     def page_size(self, requested: int | None) -> int:
         if requested is None or requested <= 0:

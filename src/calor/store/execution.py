@@ -5,10 +5,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, select, update
 
 from calor.domain.hardware import requirements
-from calor.domain.ports import Finished, InstanceEvent, InstanceJob, Output, Progress, Started
+from calor.domain.ports import (
+    Finished,
+    InstanceEvent,
+    InstanceJob,
+    Output,
+    Progress,
+    SnapshotDone,
+    Started,
+    Transfer,
+)
 from calor.domain.profiles import PROFILES
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
@@ -16,10 +25,11 @@ from calor.domain.states import (
     can_transition,
     should_retry,
 )
+from calor.domain.transfer import transfers
 from calor.store.engine import Database
 from calor.store.logs import LogStore
 from calor.store.records import recompute
-from calor.store.tables import instances, tasks
+from calor.store.tables import instances, snapshots, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
@@ -36,6 +46,7 @@ _QUEUED = (
         tasks.c.profile,
         tasks.c.cores,
         tasks.c.document,
+        tasks.c.result_bucket,
     )
     .join(tasks, tasks.c.id == instances.c.task_id)
     .where(instances.c.state == InstanceState.QUEUED.value)
@@ -53,6 +64,8 @@ _DISPATCH = (
         ended_at=None,
         exit_code=None,
         error=None,
+        transfer_progress=0.0,
+        results=None,
     )
 )
 _CURRENT = select(
@@ -72,6 +85,17 @@ _RETRY_SETTINGS = select(
     tasks.c.max_per_instance_retries,
     tasks.c.max_total_retries,
 ).where(tasks.c.id == bindparam("task_id"))
+
+
+# completedInstances[].results lists at most this many per instance (all are uploaded)
+MAX_LISTED_RESULTS = 1000
+
+
+def _bump_results_count(conn: Any, task_id: int) -> None:
+    """Contract §9.3: the SDK downloads results only when resultsCount has grown."""
+    conn.execute(
+        update(tasks).where(tasks.c.id == task_id).values(results_count=tasks.c.results_count + 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -123,6 +147,7 @@ class ExecutionStore:
                             row.document.get("hardwareConstraints") or []
                         ).memory_limit_mb,
                         user_id=row.user_id,
+                        transfers=transfers(row.document, row.result_bucket),
                     )
                 )
                 task_ids.add(row.task_id)
@@ -177,6 +202,14 @@ class ExecutionStore:
                         .where(instances.c.id == ev.row_id)
                         .values(progress=max(0.0, min(100.0, ev.value)))
                     )
+                elif isinstance(ev, Transfer):
+                    new_state = self._transfer(conn, ev, state[ev.row_id])
+                    if new_state is None:
+                        continue
+                    state[ev.row_id] = new_state
+                elif isinstance(ev, SnapshotDone):
+                    self._snapshot_done(conn, row.task_id, ev, now)
+                    continue
                 elif isinstance(ev, Finished):
                     new = self._finish(conn, row, state[ev.row_id], ev)
                     if new is None:
@@ -187,6 +220,53 @@ class ExecutionStore:
             LogStore.append(conn, logs)
             recompute(conn, touched, now)
         return ended
+
+    @staticmethod
+    def _transfer(conn: Any, ev: Transfer, old: InstanceState) -> InstanceState | None:
+        """Download progress while dispatched; an upload moves the instance to Uploading."""
+        new = old
+        if ev.phase == "upload" and old is not InstanceState.UPLOADING:
+            if not can_transition(old, InstanceState.UPLOADING):
+                return None
+            new = InstanceState.UPLOADING
+        elif ev.phase == "download" and old is not InstanceState.DISPATCHED:
+            return None
+        conn.execute(
+            _UPDATE_INSTANCE,
+            {
+                "_row_id": ev.row_id,
+                "state": new.value,
+                "transfer_progress": max(0.0, min(100.0, ev.progress)),
+            },
+        )
+        return new
+
+    @staticmethod
+    def _snapshot_done(conn: Any, task_id: int, ev: SnapshotDone, now: datetime) -> None:
+        # the last instance to report settles the status; any failure makes it a Failure
+        conn.execute(
+            update(snapshots)
+            .where(snapshots.c.id == ev.snapshot_id)
+            .values(
+                pending=snapshots.c.pending - 1,
+                size_to_upload=snapshots.c.size_to_upload + ev.size,
+                transferred_size=snapshots.c.transferred_size + ev.size,
+                last_update=now,
+                error=ev.error if ev.error else snapshots.c.error,
+            )
+        )
+        conn.execute(
+            update(snapshots)
+            .where(snapshots.c.id == ev.snapshot_id, snapshots.c.pending <= 0)
+            .values(status=case((snapshots.c.error.is_(None), "Success"), else_="Failure"))
+        )
+        conn.execute(
+            update(snapshots)
+            .where(snapshots.c.id == ev.snapshot_id, snapshots.c.pending > 0)
+            .values(status="InProgress")
+        )
+        if ev.objects:
+            _bump_results_count(conn, task_id)
 
     def _finish(
         self, conn: Any, row: Any, old: InstanceState, ev: Finished
@@ -202,7 +282,10 @@ class ExecutionStore:
             "error": ev.error,
             "pid": None,
             "proc_start": None,
+            "results": list(ev.results[:MAX_LISTED_RESULTS]) if ev.results else None,
         }
+        if ev.results:
+            _bump_results_count(conn, row.task_id)
         task = conn.execute(_RETRY_SETTINGS, {"task_id": row.task_id}).one()
         if ev.cancelled or task.cancel_requested:
             new = InstanceState.CANCELLED

@@ -24,6 +24,8 @@ INSTANCE_COLUMNS = (
     instances.c.peak_memory_mb,
     instances.c.exit_code,
     instances.c.error,
+    instances.c.transfer_progress,
+    instances.c.results,
 )
 
 # Built once: constructing a Core statement (and its cache key) per call cost the engine about
@@ -58,6 +60,8 @@ def instance_record(row: Any) -> InstanceRecord:
         peak_memory_mb=row.peak_memory_mb,
         exit_code=row.exit_code,
         error=row.error,
+        transfer_progress=row.transfer_progress,
+        results=tuple(row.results or ()),
     )
 
 
@@ -94,6 +98,7 @@ def task_record(
         document=dict(row.document or {}),
         tags=tags or [],
         instances=insts or [],
+        snapshot_interval=row.snapshot_interval,
     )
 
 

@@ -74,12 +74,35 @@ tasks = Table(
     Column("errors", JSON, nullable=False),
     # submitted fields echoed back unchanged (constants, labels, buckets, constraints...)
     Column("document", JSON, nullable=False),
+    # periodic snapshots: every snapshot_interval seconds (0: none), next one due at
+    # snapshot_due, with snapshot_config's whitelist, blacklist, bucket and bucketPrefix
+    Column("snapshot_interval", Integer, nullable=False, server_default="0"),
+    Column("snapshot_due", DateTime),
+    Column("snapshot_config", JSON),
     Index("ix_tasks_user_id_id", "user_id", "id"),
     Index("ix_tasks_user_state_id", "user_id", "state", "id"),
     Index("ix_tasks_user_shortname", "user_id", "shortname", unique=True),
     Index("ix_tasks_user_name_id", "user_id", "name", "id"),
+    Index("ix_tasks_snapshot_due", "snapshot_due"),
     # never reuse an id: pagination tokens are ids
     sqlite_autoincrement=True,
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("task_id", Id, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("trigger_date", DateTime, nullable=False),
+    Column("last_update", DateTime, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    # instances whose upload has not reported yet
+    Column("pending", Integer, nullable=False),
+    Column("size_to_upload", BigInteger, nullable=False, server_default="0"),
+    Column("transferred_size", BigInteger, nullable=False, server_default="0"),
+    Column("error", Text),
+    Index("ix_snapshots_task_id", "task_id"),
 )
 
 task_tags = Table(
@@ -109,6 +132,10 @@ instances = Table(
     Column("error", Text),
     Column("pid", Integer),
     Column("proc_start", Float),
+    # of the download (while dispatched) or the upload (while uploading results), 0-100
+    Column("transfer_progress", Float, nullable=False, server_default="0"),
+    # "bucket/key" of each result object of the last attempt
+    Column("results", JSON),
     Index("ix_instances_task_instance", "task_id", "instance_id", unique=True),
     Index("ix_instances_state_id", "state", "id"),
 )

@@ -37,6 +37,22 @@ class Counts:
     running_core_count: int
 
 
+def task_id_of(conn: Connection, user_id: int, key: str) -> int:
+    """The id of the user's task with this uuid or shortname; NotFound otherwise."""
+    if "\x00" in key:  # no task has one, and PostgreSQL rejects it in a query
+        raise NotFound(f"task {key!r} not found")
+    found = conn.execute(
+        select(tasks.c.id).where(tasks.c.user_id == user_id, tasks.c.uuid == key)
+    ).scalar()
+    if found is None:
+        found = conn.execute(
+            select(tasks.c.id).where(tasks.c.user_id == user_id, tasks.c.shortname == key)
+        ).scalar()
+    if found is None:
+        raise NotFound(f"task {key!r} not found")
+    return int(found)
+
+
 class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -215,6 +231,19 @@ class TaskStore:
         recompute(conn, [task_id], now)
         return active
 
+    def executing(self, user_id: int, key: str) -> list[int]:
+        """Row ids of the task's instances that are running their command."""
+        with self.db.read() as conn:
+            task_id = self._id(conn, user_id, key)
+            return list(
+                conn.execute(
+                    select(instances.c.id).where(
+                        instances.c.task_id == task_id,
+                        instances.c.state == InstanceState.EXECUTING.value,
+                    )
+                ).scalars()
+            )
+
     def delete(self, user_id: int, key: str, now: datetime) -> list[int]:
         """Abort if running, then delete the task; returns the instances still to kill."""
         with self.db.write() as conn:
@@ -229,18 +258,7 @@ class TaskStore:
     # -- reads ----------------------------------------------------------------------------
 
     def _id(self, conn: Connection, user_id: int, key: str) -> int:
-        if "\x00" in key:  # no task has one, and PostgreSQL rejects it in a query
-            raise NotFound(f"task {key!r} not found")
-        found = conn.execute(
-            select(tasks.c.id).where(tasks.c.user_id == user_id, tasks.c.uuid == key)
-        ).scalar()
-        if found is None:
-            found = conn.execute(
-                select(tasks.c.id).where(tasks.c.user_id == user_id, tasks.c.shortname == key)
-            ).scalar()
-        if found is None:
-            raise NotFound(f"task {key!r} not found")
-        return int(found)
+        return task_id_of(conn, user_id, key)
 
     def get(self, user_id: int, key: str) -> TaskRecord:
         with self.db.read() as conn:

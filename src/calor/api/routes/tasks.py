@@ -1,4 +1,5 @@
-"""Task endpoints (contract §2.2): submit, read, list, page, search, output, abort, delete."""
+"""Task endpoints (contract §2.2): submit, read, list, page, search, output, abort, delete,
+resources and snapshots."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from calor.api.deps import PlatformDep, UserDep, json_body, json_response, text_response
 from calor.api.errors import status_of
 from calor.api.requests import PageBody, SearchBody, TaskBody, parse
-from calor.api.schemas import HostFacts, select_fields, task_full, task_spec, task_summary
+from calor.api.schemas import (
+    HostFacts,
+    select_fields,
+    snapshot_json,
+    task_full,
+    task_spec,
+    task_summary,
+)
 from calor.domain.errors import BadRequest, CalorError
 from calor.domain.filters import Filter, parse_filter, tags_any
 from calor.domain.task import TaskRecord, TaskSpec
@@ -164,9 +172,46 @@ async def update_task(key: str, request: Request, p: PlatformDep, user: UserDep)
 
 @router.patch("/tasks/{key}")
 async def update_resources(key: str, p: PlatformDep, user: UserDep) -> Response:
-    # resource buckets come with object storage; until then the call only checks the task exists
-    await run_in_threadpool(p.tasks.get, user.id, key)
+    await run_in_threadpool(p.tasks.refresh_resources, user.id, key)
     return json_response({})
+
+
+_SNAPSHOT_KEYS = ("interval", "whitelist", "blacklist", "bucket", "bucketPrefix")
+
+
+async def _snapshot_request(request: Request) -> dict[str, Any]:
+    """The snapshot body with its keys in canonical case (nulls and a missing body allowed)."""
+    raw = await json_body(request, required=False)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest("the snapshot body must be a JSON object")
+    canonical = {k.lower(): k for k in _SNAPSHOT_KEYS}
+    out = {canonical[k.lower()]: v for k, v in raw.items() if k.lower() in canonical}
+    for name in ("whitelist", "blacklist", "bucket", "bucketPrefix"):
+        if out.get(name) is not None and not isinstance(out[name], str):
+            raise BadRequest(f"{name} must be a string")
+    return out
+
+
+@router.post("/tasks/{key}/snapshot/periodic")
+async def periodic_snapshots(key: str, request: Request, p: PlatformDep, user: UserDep) -> Response:
+    body = await _snapshot_request(request)
+    await run_in_threadpool(p.tasks.periodic_snapshots, user.id, key, body.get("interval"), body)
+    return json_response({})
+
+
+@router.post("/tasks/{key}/snapshot")
+async def snapshot(key: str, request: Request, p: PlatformDep, user: UserDep) -> Response:
+    body = await _snapshot_request(request)
+    snapshot_id = await run_in_threadpool(p.tasks.snapshot, user.id, key, body)
+    return json_response({"id": snapshot_id})
+
+
+@router.get("/tasks/{key}/snapshot/{snapshot_id}")
+async def snapshot_status(key: str, snapshot_id: str, p: PlatformDep, user: UserDep) -> Response:
+    record = await run_in_threadpool(p.tasks.snapshot_status, user.id, key, snapshot_id)
+    return json_response(snapshot_json(record))
 
 
 @router.delete("/tasks/{key}")
