@@ -26,6 +26,7 @@ from calor.domain.users import User
 from calor.services.buckets import BucketService, ObjectRead
 from calor.services.users import UserService
 from calor.storage import s3xml
+from calor.storage.checksums import BodyChecksum
 from calor.storage.s3xml import MalformedXML, quoted_etag
 from calor.storage.sigv4 import (
     ChunkedPayload,
@@ -480,35 +481,40 @@ class Gateway:
         return bytes(data)
 
     async def _decoded(self, c: Call) -> AsyncGenerator[bytes]:
-        """The request body as sent by the client, with aws-chunked framing removed and the
-        declared payload hash checked at the end (before anything is committed)."""
+        """The request body as sent by the client, with aws-chunked framing removed; the
+        declared payload hash and any x-amz-checksum-* are checked at the end (before anything
+        is committed)."""
         v = c.verified
         headers = c.request.headers
+        checksum = BodyChecksum.of(headers)
+        digest = hashlib.sha256() if re.fullmatch(r"[0-9a-f]{64}", v.payload) else None
+        decoder = None
         if v.payload.startswith("STREAMING-"):
             declared = headers.get("x-amz-decoded-content-length")
             decoder = ChunkedPayload(v, int(declared) if declared and declared.isdigit() else None)
-            async for data in c.request.stream():
-                out = decoder.feed(data)
-                if out:
-                    yield out
-            decoder.finish()
-            return
-        digest = hashlib.sha256() if re.fullmatch(r"[0-9a-f]{64}", v.payload) else None
+            digest = None  # each chunk carries its own signature, or the payload is unsigned
         received = 0
         async for data in c.request.stream():
-            received += len(data)
+            out = decoder.feed(data) if decoder is not None else data
+            received += len(out)
             if received > MAX_SINGLE_PUT:
                 raise S3Failure("EntityTooLarge", "a single upload is at most 5 GiB", 400)
             if digest is not None:
-                digest.update(data)
-            if data:
-                yield data
+                digest.update(out)
+            if checksum is not None:
+                checksum.update(out)
+            if out:
+                yield out
+        if decoder is not None:
+            decoder.finish()
         if digest is not None and digest.hexdigest() != v.payload:
             raise S3Failure(
                 "XAmzContentSHA256Mismatch",
                 "the body's SHA-256 differs from x-amz-content-sha256",
                 400,
             )
+        if checksum is not None:
+            checksum.verify(decoder.trailers if decoder is not None else {})
 
     async def _with_body(self, c: Call, consume: Callable[[Iterator[bytes]], Any]) -> Any:
         """Run ``consume`` (blocking: it writes a blob) in a worker thread, fed from the async
