@@ -13,9 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from calor.domain.errors import Unavailable
-from calor.domain.ports import Executor, Finished, InstanceEvent
+from calor.domain.ports import Executor, Finished, InstanceEvent, Leftover
 from calor.domain.transfer import SnapshotPlan
-from calor.store.execution import ExecutionStore, Leftover
+from calor.store.execution import ExecutionStore
 
 log = logging.getLogger("calor.engine")
 
@@ -84,6 +84,8 @@ class Engine:
     def recover(self) -> None:
         """After a crash: no instance stays active without a process behind it."""
         leftovers: list[Leftover] = self.store.leftovers()
+        if leftovers and self.executor is not None:
+            leftovers = self.executor.adopt(leftovers)
         if not leftovers:
             return
         now = self.clock()

@@ -58,3 +58,7 @@ class Settings:
     drain_seconds: float = 5.0
     storage_url: str | None = None  # the gateway's public URL; None: derived per request
     limits: Limits = field(default_factory=Limits)
+    executor: str = "local"  # local | dask
+    dask_scheduler: str | None = None  # e.g. tcp://scheduler:8786
+    # the API's URL as Dask workers reach it (their events go there); None: http://host:port
+    executor_url: str | None = None

@@ -4,6 +4,8 @@ import hashlib
 import logging
 import os
 import secrets
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import psutil
 from starlette.types import ASGIApp
 
 from calor.api.app import create_app
+from calor.domain.ports import Executor
 from calor.executors.local import LocalExecutor
 from calor.runner.files import TaskFiles
 from calor.runner.host import HostRuntime, reap_leftover
@@ -67,12 +70,9 @@ def build_runtime(settings: Settings, data_dir: Path) -> Runtime:
 
         # containers are labelled with this id: a server reaps its own leftovers, never those
         # of another calor on the same engine
-        server_id = hashlib.sha256(
-            f"{data_dir}|{settings.database_url or ''}".encode()
-        ).hexdigest()[:16]
         try:
             return DockerRuntime.connect(
-                server_id, settings.docker_network, base_url=settings.docker_url
+                server_id(settings, data_dir), settings.docker_network, base_url=settings.docker_url
             )
         except DockerUnavailable as exc:
             if settings.runtime == "docker":
@@ -133,27 +133,33 @@ def build_blob_store(settings: Settings, data_dir: Path) -> BlobStore:
 class Server:
     platform: Platform
     engine: Engine
-    runtime: Runtime
     app: ASGIApp
     gateway: ASGIApp
     db: Database
+    where: str  # how instances run, for the operator
+
+
+def server_id(settings: Settings, data_dir: Path) -> str:
+    """Names this server's containers and Dask tasks: each server reaps or adopts its own."""
+    return hashlib.sha256(f"{data_dir}|{settings.database_url or ''}".encode()).hexdigest()[:16]
+
+
+def public_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://{host}:{port}"
 
 
 def build_server(settings: Settings) -> Server:
+    if settings.executor not in ("local", "dask"):
+        raise ValueError(f"executor must be local or dask, not {settings.executor!r}")
     db = open_database(settings)
     snapshots = SnapshotStore(db)
     engine = Engine(ExecutionStore(db), reap_leftover, due_snapshots=snapshots.due)
     data_dir = settings.data_dir.resolve()
-    runtime = build_runtime(settings, data_dir)
     buckets = BucketService(BucketStore(db), build_blob_store(settings, data_dir), settings.limits)
     objects = ServiceObjects(buckets)
-    runner = InstanceRunner(
-        runtime,
-        data_dir / "work",
-        max_output_bytes=settings.limits.max_output_bytes_per_instance,
-        files=TaskFiles(objects),
-    )
-    executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
+    users = user_service(db, settings)
     tasks = TaskService(
         TaskStore(db),
         LogStore(db),
@@ -162,16 +168,34 @@ def build_server(settings: Settings) -> Server:
         snapshots=snapshots,
         bucket_exists=objects.exists,
     )
+    executor: Executor
+    if settings.executor == "dask":
+        executor = build_dask_executor(settings, data_dir, engine, users)
+        reap_local: Callable[[], object] = lambda: None  # noqa: E731
+        where = f"executor: Dask at {settings.dask_scheduler} (runtime chosen on each worker)"
+    else:
+        runtime = build_runtime(settings, data_dir)
+        runner = InstanceRunner(
+            runtime,
+            data_dir / "work",
+            max_output_bytes=settings.limits.max_output_bytes_per_instance,
+            files=TaskFiles(objects),
+        )
+        executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
+        reap_local = runtime.reap_leftovers
+        where = f"runtime: {runtime.name} ({runtime.description})"
     platform = Platform(
         settings=settings,
-        users=user_service(db, settings),
+        users=users,
         tasks=tasks,
         buckets=buckets,
         host=host_info(executor.total_cores),
+        executor_receive=getattr(executor, "receive", None),
+        cluster=getattr(executor, "cluster", None),
     )
 
     def on_start() -> None:
-        runtime.reap_leftovers()
+        reap_local()
         buckets.recover()
         engine.start(executor)
 
@@ -181,6 +205,39 @@ def build_server(settings: Settings) -> Server:
 
     app = create_app(platform, on_start, on_stop)
     gateway = create_gateway(buckets, platform.users)
-    return Server(
-        platform=platform, engine=engine, runtime=runtime, app=app, gateway=gateway, db=db
+    return Server(platform=platform, engine=engine, app=app, gateway=gateway, db=db, where=where)
+
+
+def build_dask_executor(
+    settings: Settings, data_dir: Path, engine: Engine, users: UserService
+) -> Executor:
+    from calor.executors.dask import DaskExecutor  # only when configured
+    from calor.executors.remote import StorageCredentials, WorkerSetup
+
+    if not settings.dask_scheduler:
+        raise RuntimeError("--executor dask needs --dask-scheduler tcp://host:port")
+    storage_port = settings.storage_port or settings.port + 1
+    setup = WorkerSetup(
+        server_url=settings.executor_url or public_url(settings.host, settings.port),
+        token=users.executor_token(),
+        storage_url=settings.storage_url or public_url(settings.host, storage_port),
+        runtime=settings.runtime,
+        docker_network=settings.docker_network,
+        sandbox=settings.sandbox,
+        max_output_bytes=settings.limits.max_output_bytes_per_instance,
+        server_id=server_id(settings, data_dir),
     )
+
+    def credentials(user_id: int) -> StorageCredentials:
+        found = users.storage_credentials(user_id)
+        if found is None:
+            # the instance then fails at its first bucket access, with the gateway's message
+            return StorageCredentials("", "")
+        return StorageCredentials(*found)
+
+    try:
+        return DaskExecutor(settings.dask_scheduler, setup, engine.emit, engine.wake, credentials)
+    except OSError as exc:
+        raise RuntimeError(
+            f"the Dask scheduler at {settings.dask_scheduler} cannot be reached: {exc}"
+        ) from exc

@@ -97,6 +97,24 @@ def serve(
             help="Docker network of profiles with network (docker-network); others get none",
         ),
     ] = "bridge",
+    executor: Annotated[
+        str,
+        typer.Option(
+            envvar="CALOR_EXECUTOR",
+            help="local (this machine) | dask (a Dask cluster: pip install calor[dask])",
+        ),
+    ] = "local",
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option(envvar="CALOR_DASK_SCHEDULER", help="e.g. tcp://scheduler:8786"),
+    ] = None,
+    executor_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CALOR_EXECUTOR_URL",
+            help="this server's URL as Dask workers reach it (default: http://host:port)",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="CALOR_LOG_LEVEL")] = "warning",
 ) -> None:
     """Start the API server with the local executor."""
@@ -106,6 +124,10 @@ def serve(
         raise typer.BadParameter("--sandbox must be auto, on or off")
     if runtime not in ("auto", "docker", "host"):
         raise typer.BadParameter("--runtime must be auto, docker or host")
+    if executor not in ("local", "dask"):
+        raise typer.BadParameter("--executor must be local or dask")
+    if executor == "dask" and not dask_scheduler:
+        raise typer.BadParameter("--executor dask needs --dask-scheduler tcp://host:port")
     try:
         limits = Limits.from_env(os.environ)
     except ValueError as exc:
@@ -125,6 +147,9 @@ def serve(
         storage_port=storage_port if storage_port is not None else port + 1,
         storage_url=storage_url,
         blob_store=blob_store,
+        executor=executor,
+        dask_scheduler=dask_scheduler,
+        executor_url=executor_url,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
@@ -136,7 +161,7 @@ def serve(
         user, token = server.platform.users.create("admin@calor.local")
         console.print(f"created user [bold]{user.email}[/bold]; API token (shown once):")
         console.print(token, highlight=False, soft_wrap=True)
-    console.print(f"runtime: {server.runtime.name} ({server.runtime.description})", highlight=False)
+    console.print(server.where, highlight=False)
     console.print(f"calor listening on http://{host}:{port}", highlight=False)
     console.print(f"S3 gateway on http://{host}:{settings.storage_port}", highlight=False)
     api = uvicorn.Config(

@@ -90,6 +90,17 @@ InstanceEvent = Started | Output | Progress | Transfer | SnapshotDone | Finished
 EventSink = Callable[[InstanceEvent], None]
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """An instance recorded as active when the server (re)started."""
+
+    row_id: int
+    pid: int | None
+    proc_start: float | None
+    attempts: int = 0
+    cores: int = 1
+
+
 class Executor(Protocol):
     """Runs instance attempts and reports their events through the sink it was built with."""
 
@@ -108,6 +119,11 @@ class Executor(Protocol):
 
     def snapshot(self, row_ids: list[int], snapshot_id: str, target: Upload) -> None:
         """Running instances upload their result files now; each reports SnapshotDone."""
+        ...
+
+    def adopt(self, leftovers: list[Leftover]) -> list[Leftover]:
+        """At start: take over instances a previous server left running that are still
+        running (on a cluster); returns the others, which the engine stops or requeues."""
         ...
 
     def stop(self, grace_seconds: float) -> None: ...

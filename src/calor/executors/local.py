@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob
+from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob, Leftover
 from calor.domain.transfer import Upload
 from calor.runner.instance import InstanceRunner
 from calor.runner.runtime import Handle
@@ -104,6 +104,9 @@ class LocalExecutor:
             self._in_background(
                 f"snapshot-{rid}", self.runner.snapshot, rid, snapshot_id, target, self.emit
             )
+
+    def adopt(self, leftovers: list[Leftover]) -> list[Leftover]:
+        return leftovers  # a process of a previous server is never this executor's
 
     def stop(self, grace_seconds: float) -> None:
         """Let running instances finish for a while, then stop the rest as interrupted."""

@@ -1,6 +1,8 @@
 """The services the API and CLI talk to, bundled; built by calor.wiring."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from calor.services.buckets import BucketService
 from calor.services.tasks import TaskService
@@ -23,3 +25,6 @@ class Platform:
     tasks: TaskService
     buckets: BucketService
     host: HostInfo
+    # with a remote executor (Dask): its side of the worker channel, and a view of the cluster
+    executor_receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    cluster: Callable[[], dict[str, Any]] | None = None

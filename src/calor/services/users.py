@@ -64,6 +64,19 @@ class UserService:
             return None  # a token made before tokens were derived: rotate it to use storage
         return user, derive_token(self.server_key, nonce)
 
+    def storage_credentials(self, user_id: int) -> tuple[str, str] | None:
+        """The S3 access key and secret of a user (for instances that reach the gateway from
+        another machine), or None when their token predates derived tokens."""
+        found = self.store.by_id(user_id)
+        if found is None or found[1] is None:
+            return None
+        return found[0].email, derive_token(self.server_key, found[1])
+
+    def executor_token(self) -> str:
+        """What remote workers present on /executor/events (derived: every server of a
+        store, and every worker given it, agree without another secret to distribute)."""
+        return derive_token(self.server_key, "executor")
+
     def authenticate(self, header: str | None) -> User:
         """``Authorization: <token>`` as the SDK sends it; ``Bearer <token>`` accepted too."""
         if not header or not header.strip():

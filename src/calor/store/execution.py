@@ -1,7 +1,6 @@
 """The engine's side of the store: claim queued instances, record what executors report."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ from calor.domain.ports import (
     Finished,
     InstanceEvent,
     InstanceJob,
+    Leftover,
     Output,
     Progress,
     SnapshotDone,
@@ -96,15 +96,6 @@ def _bump_results_count(conn: Any, task_id: int) -> None:
     conn.execute(
         update(tasks).where(tasks.c.id == task_id).values(results_count=tasks.c.results_count + 1)
     )
-
-
-@dataclass(frozen=True)
-class Leftover:
-    """An instance recorded as active when the server (re)started."""
-
-    row_id: int
-    pid: int | None
-    proc_start: float | None
 
 
 def _constants(profile: str, document: dict[str, Any]) -> dict[str, str]:
@@ -317,8 +308,14 @@ class ExecutionStore:
     def leftovers(self) -> list[Leftover]:
         with self.db.read() as conn:
             rows = conn.execute(
-                select(instances.c.id, instances.c.pid, instances.c.proc_start).where(
-                    instances.c.state.in_(_ACTIVE)
+                select(
+                    instances.c.id,
+                    instances.c.pid,
+                    instances.c.proc_start,
+                    instances.c.attempts,
+                    tasks.c.cores,
                 )
+                .join(tasks, tasks.c.id == instances.c.task_id)
+                .where(instances.c.state.in_(_ACTIVE))
             ).all()
-        return [Leftover(r.id, r.pid, r.proc_start) for r in rows]
+        return [Leftover(r.id, r.pid, r.proc_start, r.attempts, r.cores) for r in rows]

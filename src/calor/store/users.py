@@ -1,6 +1,7 @@
 """Users and their API tokens (stored as SHA-256 hashes, never in clear)."""
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -48,10 +49,16 @@ class UserStore:
             return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
 
     def by_email(self, email: str) -> tuple[User, str | None] | None:
+        return self._with_nonce(users.c.email == email)
+
+    def by_id(self, user_id: int) -> tuple[User, str | None] | None:
+        return self._with_nonce(users.c.id == user_id)
+
+    def _with_nonce(self, where: Any) -> tuple[User, str | None] | None:
         with self.db.read() as conn:
             row = conn.execute(
                 select(users.c.id, users.c.email, users.c.created_at, users.c.token_nonce).where(
-                    users.c.email == email
+                    where
                 )
             ).first()
         if row is None:

@@ -1,0 +1,277 @@
+"""The Dask executor: each instance attempt is a Dask task on a cluster (``dask scheduler`` and
+``dask worker`` processes, dask-jobqueue, dask-kubernetes...), placed by Dask on a worker that
+has the resources it asks for.
+
+Workers advertise resources (``dask worker ... --resources "CPU=16,MEM=64e9"``); an attempt asks
+for ``CPU`` = its cores and, when it has a memory limit and workers advertise ``MEM``, that many
+bytes. Tasks are submitted fire-and-forget: they outlive this server, whose restart re-attaches
+to them (their events come back through the EventChannel, which waits for the server). The
+scheduler is asked every few seconds about this server's tasks: one it no longer knows, or one
+that erred (its worker died: run the scheduler with ``allowed-failures: 0`` so that calor, not
+Dask, decides about retries), ends the attempt with an error and the task's retry settings apply.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob, Leftover, Started
+from calor.domain.transfer import Upload
+from calor.executors.remote import StorageCredentials, WorkerSetup, run_instance
+from calor.executors.wire import Orders, decode_event
+
+log = logging.getLogger("calor.dask")
+
+POLL_EVERY = 2.0  # seconds between two looks at the scheduler's tasks
+LOST = "the Dask worker running this instance was lost ({why})"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class _InFlight:
+    row_id: int
+    key: str
+    cores: int
+    started: bool = False
+    submitted_at: float = field(default_factory=time.monotonic)
+    orders: Orders = field(default_factory=Orders)
+
+
+def _calor_tasks(dask_scheduler: Any, prefix: str) -> dict[str, str]:
+    """Runs on the scheduler: the state of each of this server's tasks."""
+    return {
+        str(key): ts.state
+        for key, ts in dask_scheduler.tasks.items()
+        if isinstance(key, str) and key.startswith(prefix)
+    }
+
+
+class DaskExecutor:
+    def __init__(
+        self,
+        scheduler: str,
+        setup: WorkerSetup,
+        emit: EventSink,
+        on_free: Callable[[], None],
+        credentials_for: Callable[[int], StorageCredentials],
+    ) -> None:
+        from distributed import Client  # only when configured: pip install calor[dask]
+
+        self.scheduler = scheduler
+        self.setup = setup
+        self.emit = emit
+        self.on_free = on_free
+        self.credentials_for = credentials_for
+        self.prefix = f"calor-{setup.server_id}-"
+        self.client = Client(scheduler, set_as_default=False, timeout=30)
+        self._lock = threading.Lock()
+        self._flight: dict[int, _InFlight] = {}
+        self._stopping = threading.Event()
+        self._capacity: list[dict[str, float]] = []
+        self._refresh_capacity()
+        self._poller = threading.Thread(target=self._poll, daemon=True, name="calor-dask-poll")
+        self._poller.start()
+
+    # -- capacity ------------------------------------------------------------------------
+
+    def _refresh_capacity(self) -> None:
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        self._capacity = [dict(w.get("resources") or {}) for w in workers.values()]
+
+    def cluster(self) -> dict[str, Any]:
+        """Workers, cores and memory the cluster offers, and what calor uses of it."""
+        with self._lock:
+            used = sum(f.cores for f in self._flight.values())
+            running = len(self._flight)
+        return {
+            "scheduler": self.scheduler,
+            "workers": len(self._capacity),
+            "cores": int(sum(w.get("CPU", 0) for w in self._capacity)),
+            "memoryBytes": int(sum(w.get("MEM", 0) for w in self._capacity)),
+            "usedCores": used,
+            "runningInstances": running,
+        }
+
+    @property
+    def total_cores(self) -> int:
+        return max(1, int(sum(w.get("CPU", 0) for w in self._capacity)))
+
+    def free_cores(self) -> int:
+        with self._lock:
+            used = sum(f.cores for f in self._flight.values())
+        return self.total_cores - used
+
+    def _resources(self, job: InstanceJob) -> dict[str, float] | str:
+        """What the attempt asks of a worker, or why no worker can ever give it."""
+        wanted: dict[str, float] = {"CPU": float(job.cores)}
+        if job.memory_limit_mb and any("MEM" in w for w in self._capacity):
+            wanted["MEM"] = float(job.memory_limit_mb) * 2**20
+        if not any("CPU" in w for w in self._capacity):
+            return (
+                "no Dask worker advertises CPU: start workers with "
+                '--resources "CPU=<cores>,MEM=<bytes>"'
+            )
+        if not any(all(w.get(k, 0) >= v for k, v in wanted.items()) for w in self._capacity):
+            largest = max(self._capacity, key=lambda w: w.get("CPU", 0))
+            asked = ", ".join(f"{k}={v:g}" for k, v in wanted.items())
+            has = ", ".join(f"{k}={v:g}" for k, v in sorted(largest.items()))
+            return f"no Dask worker can run this instance: it needs {asked}; the largest has {has}"
+        return wanted
+
+    # -- attempts ------------------------------------------------------------------------
+
+    def _key(self, row_id: int, attempt: int) -> str:
+        return f"{self.prefix}{row_id}-{attempt}"
+
+    def start(self, job: InstanceJob) -> None:
+        from distributed import fire_and_forget
+
+        resources = self._resources(job)
+        if isinstance(resources, str):
+            self._refresh_capacity()  # workers may have joined since
+            resources = self._resources(job)
+        if isinstance(resources, str):
+            self.emit(Finished(job.row_id, _utcnow(), None, error=resources))
+            self.on_free()
+            return
+        key = self._key(job.row_id, job.attempt)
+        with self._lock:
+            self._flight[job.row_id] = _InFlight(job.row_id, key, job.cores)
+        future = self.client.submit(
+            run_instance,
+            job,
+            self.setup,
+            self.credentials_for(job.user_id),
+            key=key,
+            resources=resources,
+            pure=False,
+            retries=0,
+        )
+        fire_and_forget(future)
+
+    def receive(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A worker's POST: record its events, answer with orders for its running rows."""
+        events: list[InstanceEvent] = []
+        for raw in payload.get("events") or []:
+            try:
+                events.append(decode_event(raw))
+            except ValueError as exc:
+                log.warning("a worker sent a bad event: %s", exc)
+        freed = False
+        with self._lock:
+            for event in events:
+                flight = self._flight.get(event.row_id)
+                if isinstance(event, Started) and flight is not None:
+                    flight.started = True
+                elif isinstance(event, Finished):
+                    freed |= self._flight.pop(event.row_id, None) is not None
+            orders = Orders()
+            for row in payload.get("running") or []:
+                flight = self._flight.get(row) if isinstance(row, int) else None
+                if flight is None:
+                    continue
+                orders.abort += flight.orders.abort
+                orders.refresh += flight.orders.refresh
+                orders.snapshot += flight.orders.snapshot
+                # aborts are repeated until the outcome arrives; the others go once
+                flight.orders = Orders(abort=flight.orders.abort)
+        for event in events:
+            self.emit(event)
+        if freed:
+            self.on_free()
+        return orders.to_json()
+
+    def abort(self, row_ids: list[int]) -> None:
+        not_started: list[_InFlight] = []
+        with self._lock:
+            for row in row_ids:
+                flight = self._flight.get(row)
+                if flight is None:
+                    continue
+                flight.orders.abort = [row]
+                if not flight.started:
+                    not_started.append(flight)
+        for flight in not_started:
+            # still queued on the cluster: cancelled there; if it starts meanwhile, the
+            # abort order reaches it with the worker's next post
+            self.client.cancel([flight.key], force=True)
+            self._end(flight.row_id, Finished(flight.row_id, _utcnow(), None, cancelled=True))
+
+    def refresh(self, row_ids: list[int]) -> None:
+        with self._lock:
+            for row in row_ids:
+                if row in self._flight:
+                    self._flight[row].orders.refresh.append(row)
+
+    def snapshot(self, row_ids: list[int], snapshot_id: str, target: Upload) -> None:
+        from calor.domain.ports import SnapshotDone
+
+        missing = []
+        with self._lock:
+            for row in row_ids:
+                flight = self._flight.get(row)
+                if flight is None:
+                    missing.append(row)
+                else:
+                    flight.orders.snapshot.append((row, snapshot_id, target))
+        for row in missing:
+            self.emit(SnapshotDone(row, snapshot_id, 0, 0))
+
+    def _end(self, row_id: int, outcome: Finished) -> None:
+        with self._lock:
+            known = self._flight.pop(row_id, None) is not None
+        if known:
+            self.emit(outcome)
+            self.on_free()
+
+    # -- restarts and lost workers -------------------------------------------------------
+
+    def adopt(self, leftovers: list[Leftover]) -> list[Leftover]:
+        """Instances of a previous server whose Dask task still exists are this server's
+        again; their workers keep posting events until they get through."""
+        states = self.client.run_on_scheduler(_calor_tasks, prefix=self.prefix)
+        others: list[Leftover] = []
+        with self._lock:
+            for item in leftovers:
+                key = self._key(item.row_id, item.attempts)
+                if states.get(key) in ("waiting", "processing", "queued", "no-worker"):
+                    self._flight[item.row_id] = _InFlight(
+                        item.row_id, key, item.cores, started=item.pid is not None
+                    )
+                else:
+                    others.append(item)
+        return others
+
+    def _poll(self) -> None:
+        while not self._stopping.wait(POLL_EVERY):
+            try:
+                self._refresh_capacity()
+                states = self.client.run_on_scheduler(_calor_tasks, prefix=self.prefix)
+            except Exception as exc:
+                log.warning("the Dask scheduler did not answer: %s", exc)
+                continue
+            with self._lock:
+                flights = list(self._flight.values())
+            for flight in flights:
+                state = states.get(flight.key)
+                # a task just submitted may not be on the scheduler yet
+                if state is None and time.monotonic() - flight.submitted_at < 10 * POLL_EVERY:
+                    continue
+                if state in (None, "erred", "forgotten", "released"):
+                    why = "the scheduler no longer has its task" if state is None else state
+                    self._end(
+                        flight.row_id,
+                        Finished(flight.row_id, _utcnow(), None, error=LOST.format(why=why)),
+                    )
+
+    def stop(self, grace_seconds: float) -> None:
+        """The instances keep running on the cluster; the next start re-attaches to them."""
+        self._stopping.set()
+        self.client.close()

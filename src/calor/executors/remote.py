@@ -1,0 +1,262 @@
+"""The worker side of remote execution: what a Dask task runs on a worker machine.
+
+``run_instance`` runs one attempt with the same InstanceRunner as the local executor (host or
+Docker runtime on the worker, resources fetched and results uploaded through the S3 gateway),
+and sends its events to the server through an EventChannel, which also brings back the server's
+orders (abort, refresh, snapshot). The attempt's Dask task ends only once the server has its
+outcome, so a finished task never leaves an outcome undelivered.
+"""
+
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from calor.domain.ports import Finished, InstanceEvent, InstanceJob
+from calor.executors.wire import Orders, encode_event
+from calor.runner.files import TaskFiles
+from calor.runner.instance import InstanceRunner
+from calor.runner.runtime import Handle, Runtime
+
+log = logging.getLogger("calor.worker")
+
+POST_EVERY = 0.2  # seconds between two posts while something is pending or running
+MAX_BACKOFF = 2.0
+DELIVERY_DEADLINE = 24 * 3600.0  # how long an outcome waits for a server that is down
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What every worker needs to know, sent with each attempt."""
+
+    server_url: str  # where events go (the API's URL as workers reach it)
+    token: str  # the executor token the server checks on /executor/events
+    storage_url: str  # the S3 gateway as workers reach it
+    runtime: str = "auto"  # docker | host | auto, chosen on the worker
+    docker_network: str = "bridge"
+    sandbox: bool | None = None
+    max_output_bytes: int = 64 * 1024 * 1024
+    server_id: str = ""
+
+
+@dataclass(frozen=True)
+class StorageCredentials:
+    access_key: str
+    secret: str
+
+
+class EventChannel:
+    """Events out, orders in, over HTTP; nothing is dropped while the server is away."""
+
+    def __init__(self, url: str, token: str, on_orders: Callable[[Orders], None]) -> None:
+        self.url = url.rstrip("/") + "/executor/events"
+        self.token = token
+        self.on_orders = on_orders
+        self.worker_id = uuid.uuid4().hex[:12]
+        self._pending: list[dict[str, Any]] = []
+        self._running: set[int] = set()
+        self._delivered: set[int] = set()  # rows whose Finished the server has
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="calor-channel")
+        self._thread.start()
+
+    def track(self, row_id: int) -> None:
+        with self._cond:
+            self._running.add(row_id)
+            self._delivered.discard(row_id)
+
+    def emit(self, event: InstanceEvent) -> None:
+        with self._cond:
+            self._pending.append(encode_event(event))
+            self._cond.notify_all()
+
+    def wait_delivered(self, row_id: int, timeout: float = DELIVERY_DEADLINE) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while row_id not in self._delivered:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            self._delivered.discard(row_id)
+            return True
+
+    def _loop(self) -> None:
+        backoff = POST_EVERY
+        with httpx.Client(timeout=30) as client:
+            while True:
+                with self._cond:
+                    if not self._pending and not self._running:
+                        self._cond.wait(5.0)
+                    batch = list(self._pending[:5000])
+                    running = sorted(self._running)
+                if not batch and not running:
+                    continue
+                try:
+                    answer = client.post(
+                        self.url,
+                        json={"worker": self.worker_id, "events": batch, "running": running},
+                        headers={"Authorization": f"Executor {self.token}"},
+                    )
+                    answer.raise_for_status()
+                    orders = Orders.from_json(answer.json())
+                except Exception as exc:  # the server restarts, or the network hiccups
+                    log.warning("events not delivered yet (%s); retrying", exc)
+                    time.sleep(backoff)
+                    backoff = min(MAX_BACKOFF, backoff * 2)
+                    continue
+                backoff = POST_EVERY
+                finished = {e["row_id"] for e in batch if e["type"] == "finished"}
+                with self._cond:
+                    del self._pending[: len(batch)]
+                    self._running -= finished
+                    self._delivered |= finished
+                    self._cond.notify_all()
+                try:
+                    self.on_orders(orders)
+                except Exception:
+                    log.exception("orders from the server could not be carried out")
+                time.sleep(POST_EVERY)
+
+
+@dataclass
+class _Attempt:
+    runner: InstanceRunner
+    handle: Handle | None = None
+    abort_requested: bool = False
+
+
+@dataclass
+class WorkerState:
+    """One per worker process: the runtime, the channel, the attempts running here."""
+
+    setup: WorkerSetup
+    runtime: Runtime
+    root: Path
+    attempts: dict[int, _Attempt] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    channel: EventChannel | None = None
+
+    def orders(self, orders: Orders) -> None:
+        with self.lock:
+            aborts = [(r, self.attempts.get(r)) for r in orders.abort]
+            refresh = [(r, self.attempts.get(r)) for r in orders.refresh]
+            snaps = [(r, sid, t, self.attempts.get(r)) for r, sid, t in orders.snapshot]
+        for _row, attempt in aborts:
+            if attempt is None or attempt.abort_requested:
+                continue
+            attempt.abort_requested = True
+            if attempt.handle is not None:
+                attempt.handle.cancelled = True
+                attempt.handle.terminate_tree()
+        for row, found in refresh:
+            if found is not None:
+                _background(found.runner.refresh, row)
+        assert self.channel is not None
+        for row, sid, target, attempt in snaps:
+            if attempt is not None:
+                _background(attempt.runner.snapshot, row, sid, target, self.channel.emit)
+
+    def run(self, job: InstanceJob, credentials: StorageCredentials) -> str:
+        from calor.storage.s3_access import S3Objects
+
+        assert self.channel is not None
+        channel = self.channel
+        objects = S3Objects(self.setup.storage_url, credentials.access_key, credentials.secret)
+        runner = InstanceRunner(
+            self.runtime,
+            self.root,
+            max_output_bytes=self.setup.max_output_bytes,
+            files=TaskFiles(objects),
+        )
+        attempt = _Attempt(runner)
+        with self.lock:
+            self.attempts[job.row_id] = attempt
+        channel.track(job.row_id)
+
+        def on_process(handle: Handle) -> None:
+            with self.lock:
+                attempt.handle = handle
+                abort = attempt.abort_requested
+            if abort:
+                handle.cancelled = True
+                handle.terminate_tree()
+
+        try:
+            runner.run(job, channel.emit, on_process)
+        except Exception as exc:  # run() reports its own errors; this is the last resort
+            channel.emit(Finished(job.row_id, _utcnow(), None, error=f"worker error: {exc}"))
+        finally:
+            with self.lock:
+                self.attempts.pop(job.row_id, None)
+        delivered = channel.wait_delivered(job.row_id)
+        return "delivered" if delivered else "undelivered"
+
+
+def _background(fn: Callable[..., None], *args: Any) -> None:
+    def guarded() -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s failed", getattr(fn, "__name__", fn))
+
+    threading.Thread(target=guarded, daemon=True).start()
+
+
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+_states: dict[WorkerSetup, WorkerState] = {}
+_states_lock = threading.Lock()
+
+
+def worker_state(setup: WorkerSetup) -> WorkerState:
+    with _states_lock:
+        state = _states.get(setup)
+        if state is None:
+            state = _build(setup)
+            _states[setup] = state
+        return state
+
+
+def _build(setup: WorkerSetup) -> WorkerState:
+    root = Path(
+        os.environ.get("CALOR_WORKER_DIR")
+        or Path(tempfile.gettempdir()) / f"calor-worker-{os.getpid()}"
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    runtime = _runtime(setup, root)
+    state = WorkerState(setup, runtime, root)
+    state.channel = EventChannel(setup.server_url, setup.token, state.orders)
+    return state
+
+
+def _runtime(setup: WorkerSetup, root: Path) -> Runtime:
+    from calor.runner.host import HostRuntime
+
+    if setup.runtime != "host":
+        from calor.runner.docker import DockerRuntime, DockerUnavailable
+
+        try:
+            return DockerRuntime.connect(setup.server_id or "worker", setup.docker_network)
+        except DockerUnavailable as exc:
+            if setup.runtime == "docker":
+                raise
+            log.warning("%s; instances run with the host runtime", exc)
+    return HostRuntime(hidden_dirs=[root], sandbox=setup.sandbox)
+
+
+def run_instance(job: InstanceJob, setup: WorkerSetup, credentials: StorageCredentials) -> str:
+    """The Dask task of one attempt."""
+    return worker_state(setup).run(job, credentials)
