@@ -117,3 +117,22 @@ def test_periodic_snapshots_come_due_while_running(db: Database) -> None:
     assert [p.row_ids for p in plans] == [[job.row_id]]
     snapshots.set_periodic(user_id, uuid, 0, {}, T0)
     assert snapshots.due(datetime(2026, 1, 2)) == []
+
+
+def test_a_deleted_instance_row_id_is_never_given_again(db: Database) -> None:
+    """Executors name attempts by row id: a late event of a deleted task's attempt must not
+    reach a new instance (SQLite reuses the largest rowid unless AUTOINCREMENT)."""
+    user_id, uuid, job = _task(db)
+    TaskStore(db).delete(user_id, uuid, T0)
+    body = {
+        "name": "t2",
+        "profile": "docker-batch",
+        "instanceCount": 1,
+        "constants": [{"key": "DOCKER_CMD", "value": "true"}],
+    }
+    TaskStore(db).insert(user_id, [task_spec(parse(TaskBody, body), 10)], T0, 100)
+    (again,) = ExecutionStore(db).claim(1, 1, T0)
+    assert again.row_id > job.row_id
+    # the deleted attempt's outcome arrives late: the new instance is untouched
+    ExecutionStore(db).apply([Finished(job.row_id, T0, None, cancelled=True)], T0)
+    assert TaskStore(db).get(user_id, again.task_uuid).instances[0].state.value == "Dispatched"

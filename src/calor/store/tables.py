@@ -138,6 +138,8 @@ instances = Table(
     Column("results", JSON),
     Index("ix_instances_task_instance", "task_id", "instance_id", unique=True),
     Index("ix_instances_state_id", "state", "id"),
+    # a row id names an attempt to executors: one of a deleted task must never come back
+    sqlite_autoincrement=True,
 )
 
 log_chunks = Table(
