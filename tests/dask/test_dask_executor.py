@@ -125,3 +125,31 @@ def test_a_killed_worker_leads_to_a_retry_elsewhere(client: httpx.Client, cluste
     finally:
         if "rescue" in cluster.procs:
             cluster.kill("rescue")
+
+
+def _workers_used(client: httpx.Client, body: dict[str, object]) -> list[str]:
+    task = wait_final(client, client.post("/tasks", json=body).json()["uuid"], timeout=90)
+    assert task["state"] == "Success", task["errors"]
+    out = client.get(f"/tasks/{task['uuid']}/stdout").text
+    # TASK_PATH is under the worker's CALOR_WORKER_DIR, named after the worker (conftest)
+    return [
+        w
+        for line in out.splitlines()
+        if "where=" in line
+        for w in ("big", "small")
+        if f"/{w}/calor/" in line
+    ]
+
+
+def test_instances_spread_over_both_workers(client: httpx.Client) -> None:
+    used = _workers_used(client, task_body('sleep 1; echo "where=$TASK_PATH"', instanceCount=6))
+    assert len(used) == 6 and set(used) == {"big", "small"}, used
+
+
+def test_a_two_core_instance_lands_only_where_it_fits(client: httpx.Client) -> None:
+    body = task_body(
+        'echo "where=$TASK_PATH"',
+        instanceCount=4,
+        hardwareConstraints=[{"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 2}],
+    )
+    assert _workers_used(client, body) == ["big"] * 4

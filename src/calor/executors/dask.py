@@ -14,6 +14,7 @@ Dask, decides about retries), ends the attempt with an error and the task's retr
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,7 +129,11 @@ class DaskExecutor:
     # -- attempts ------------------------------------------------------------------------
 
     def _key(self, row_id: int, attempt: int) -> str:
-        return f"{self.prefix}{row_id}-{attempt}"
+        """Unique per attempt: SQLite may give a deleted instance's row id to a new one."""
+        return f"{self._attempt_prefix(row_id, attempt)}{uuid.uuid4().hex[:12]}"
+
+    def _attempt_prefix(self, row_id: int, attempt: int) -> str:
+        return f"{self.prefix}{row_id}-{attempt}-"
 
     def start(self, job: InstanceJob) -> None:
         from distributed import fire_and_forget
@@ -149,6 +154,7 @@ class DaskExecutor:
             job,
             self.setup,
             self.credentials_for(job.user_id),
+            key,
             key=key,
             resources=resources,
             pure=False,
@@ -158,24 +164,32 @@ class DaskExecutor:
 
     def receive(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A worker's POST: record its events, answer with orders for its running rows."""
-        events: list[InstanceEvent] = []
+        tagged: list[tuple[str, InstanceEvent]] = []
         for raw in payload.get("events") or []:
             try:
-                events.append(decode_event(raw))
-            except ValueError as exc:
+                key = str(raw.pop("key"))
+                tagged.append((key, decode_event(raw)))
+            except (KeyError, ValueError, AttributeError) as exc:
                 log.warning("a worker sent a bad event: %s", exc)
         freed = False
+        events: list[InstanceEvent] = []
         with self._lock:
-            for event in events:
-                flight = self._flight.get(event.row_id)
-                if isinstance(event, Started) and flight is not None:
-                    flight.started = True
+            for key, event in tagged:
+                current = self._flight.get(event.row_id)
+                if current is None or current.key != key:
+                    continue  # an attempt that is over for calor (lost, aborted, deleted)
+                events.append(event)
+                if isinstance(event, Started):
+                    current.started = True
                 elif isinstance(event, Finished):
-                    freed |= self._flight.pop(event.row_id, None) is not None
+                    del self._flight[event.row_id]
+                    freed = True
             orders = Orders()
-            for row in payload.get("running") or []:
-                flight = self._flight.get(row) if isinstance(row, int) else None
-                if flight is None:
+            for entry in payload.get("running") or []:
+                if not (isinstance(entry, list) and len(entry) == 2):
+                    continue
+                flight = self._flight.get(entry[0]) if isinstance(entry[0], int) else None
+                if flight is None or flight.key != entry[1]:
                     continue
                 orders.abort += flight.orders.abort
                 orders.refresh += flight.orders.refresh
@@ -237,13 +251,15 @@ class DaskExecutor:
         """Instances of a previous server whose Dask task still exists are this server's
         again; their workers keep posting events until they get through."""
         states = self.client.run_on_scheduler(_calor_tasks, prefix=self.prefix)
+        alive = ("waiting", "processing", "queued", "no-worker")
         others: list[Leftover] = []
         with self._lock:
             for item in leftovers:
-                key = self._key(item.row_id, item.attempts)
-                if states.get(key) in ("waiting", "processing", "queued", "no-worker"):
+                prefix = self._attempt_prefix(item.row_id, item.attempts)
+                keys = [k for k, state in states.items() if k.startswith(prefix) and state in alive]
+                if keys:
                     self._flight[item.row_id] = _InFlight(
-                        item.row_id, key, item.cores, started=item.pid is not None
+                        item.row_id, keys[0], item.cores, started=item.pid is not None
                     )
                 else:
                     others.append(item)

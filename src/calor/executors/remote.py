@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from calor.domain.ports import Finished, InstanceEvent, InstanceJob
+from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob
 from calor.executors.wire import Orders, encode_event
 from calor.runner.files import TaskFiles
 from calor.runner.instance import InstanceRunner
@@ -28,7 +28,7 @@ from calor.runner.runtime import Handle, Runtime
 
 log = logging.getLogger("calor.worker")
 
-POST_EVERY = 0.2  # seconds between two posts while something is pending or running
+POST_EVERY = 0.2  # seconds between two posts while instances run and no event is new
 MAX_BACKOFF = 2.0
 DELIVERY_DEADLINE = 24 * 3600.0  # how long an outcome waits for a server that is down
 
@@ -62,31 +62,36 @@ class EventChannel:
         self.on_orders = on_orders
         self.worker_id = uuid.uuid4().hex[:12]
         self._pending: list[dict[str, Any]] = []
-        self._running: set[int] = set()
-        self._delivered: set[int] = set()  # rows whose Finished the server has
+        self._running: dict[int, str] = {}  # row -> the attempt's Dask key
+        self._delivered: set[str] = set()  # keys whose Finished the server has
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="calor-channel")
         self._thread.start()
 
-    def track(self, row_id: int) -> None:
+    def track(self, row_id: int, key: str) -> None:
         with self._cond:
-            self._running.add(row_id)
-            self._delivered.discard(row_id)
+            self._running[row_id] = key
 
-    def emit(self, event: InstanceEvent) -> None:
-        with self._cond:
-            self._pending.append(encode_event(event))
-            self._cond.notify_all()
+    def sink(self, key: str) -> EventSink:
+        """Where an attempt's events go: tagged with its key, so that the server can tell
+        them from those of an older attempt of the same instance."""
 
-    def wait_delivered(self, row_id: int, timeout: float = DELIVERY_DEADLINE) -> bool:
+        def emit(event: InstanceEvent) -> None:
+            with self._cond:
+                self._pending.append({**encode_event(event), "key": key})
+                self._cond.notify_all()
+
+        return emit
+
+    def wait_delivered(self, key: str, timeout: float = DELIVERY_DEADLINE) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while row_id not in self._delivered:
+            while key not in self._delivered:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
-            self._delivered.discard(row_id)
+            self._delivered.discard(key)
             return True
 
     def _loop(self) -> None:
@@ -94,10 +99,13 @@ class EventChannel:
         with httpx.Client(timeout=30) as client:
             while True:
                 with self._cond:
-                    if not self._pending and not self._running:
-                        self._cond.wait(5.0)
+                    # new events go out at once (those emitted during a post, with the next
+                    # one); with none, running rows are still posted every POST_EVERY, which
+                    # is how the server's orders arrive
+                    if not self._pending:
+                        self._cond.wait(POST_EVERY if self._running else 5.0)
                     batch = list(self._pending[:5000])
-                    running = sorted(self._running)
+                    running = sorted([row, key] for row, key in self._running.items())
                 if not batch and not running:
                     continue
                 try:
@@ -114,22 +122,24 @@ class EventChannel:
                     backoff = min(MAX_BACKOFF, backoff * 2)
                     continue
                 backoff = POST_EVERY
-                finished = {e["row_id"] for e in batch if e["type"] == "finished"}
+                finished = {e["key"] for e in batch if e["type"] == "finished"}
                 with self._cond:
                     del self._pending[: len(batch)]
-                    self._running -= finished
+                    for row, key in list(self._running.items()):
+                        if key in finished:
+                            del self._running[row]
                     self._delivered |= finished
                     self._cond.notify_all()
                 try:
                     self.on_orders(orders)
                 except Exception:
                     log.exception("orders from the server could not be carried out")
-                time.sleep(POST_EVERY)
 
 
 @dataclass
 class _Attempt:
     runner: InstanceRunner
+    emit: EventSink
     handle: Handle | None = None
     abort_requested: bool = False
 
@@ -163,9 +173,9 @@ class WorkerState:
         assert self.channel is not None
         for row, sid, target, attempt in snaps:
             if attempt is not None:
-                _background(attempt.runner.snapshot, row, sid, target, self.channel.emit)
+                _background(attempt.runner.snapshot, row, sid, target, attempt.emit)
 
-    def run(self, job: InstanceJob, credentials: StorageCredentials) -> str:
+    def run(self, job: InstanceJob, credentials: StorageCredentials, key: str) -> str:
         from calor.storage.s3_access import S3Objects
 
         assert self.channel is not None
@@ -177,10 +187,11 @@ class WorkerState:
             max_output_bytes=self.setup.max_output_bytes,
             files=TaskFiles(objects),
         )
-        attempt = _Attempt(runner)
+        emit = channel.sink(key)
+        attempt = _Attempt(runner, emit)
         with self.lock:
             self.attempts[job.row_id] = attempt
-        channel.track(job.row_id)
+        channel.track(job.row_id, key)
 
         def on_process(handle: Handle) -> None:
             with self.lock:
@@ -191,13 +202,13 @@ class WorkerState:
                 handle.terminate_tree()
 
         try:
-            runner.run(job, channel.emit, on_process)
+            runner.run(job, emit, on_process)
         except Exception as exc:  # run() reports its own errors; this is the last resort
-            channel.emit(Finished(job.row_id, _utcnow(), None, error=f"worker error: {exc}"))
+            emit(Finished(job.row_id, _utcnow(), None, error=f"worker error: {exc}"))
         finally:
             with self.lock:
                 self.attempts.pop(job.row_id, None)
-        delivered = channel.wait_delivered(job.row_id)
+        delivered = channel.wait_delivered(key)
         return "delivered" if delivered else "undelivered"
 
 
@@ -257,6 +268,8 @@ def _runtime(setup: WorkerSetup, root: Path) -> Runtime:
     return HostRuntime(hidden_dirs=[root], sandbox=setup.sandbox)
 
 
-def run_instance(job: InstanceJob, setup: WorkerSetup, credentials: StorageCredentials) -> str:
-    """The Dask task of one attempt."""
-    return worker_state(setup).run(job, credentials)
+def run_instance(
+    job: InstanceJob, setup: WorkerSetup, credentials: StorageCredentials, key: str
+) -> str:
+    """The Dask task of one attempt (``key`` is its Dask key)."""
+    return worker_state(setup).run(job, credentials, key)
