@@ -20,6 +20,7 @@ BENCHES = [
     "bench_latency.py",
     "bench_bulk.py",
     "bench_scale.py",
+    "bench_storage.py",
     "bench_docker.py",  # needs DOCKER_HOST or CALOR_TEST_DOCKER_HOST (.ci/docker.sh start DIR)
 ]
 TIMEOUT_S = {"bench_scale.py": 3600.0}

@@ -523,12 +523,16 @@ class Gateway:
         body = self._decoded(c)
 
         async def batch() -> bytes | None:
-            data = bytearray()
+            parts: list[bytes] = []
+            size = 0
             async for chunk in body:
-                data += chunk
-                if len(data) >= BATCH:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= BATCH:
                     break
-            return bytes(data) if data else None
+            # one copy on the event loop, where a bytearray grown chunk by chunk and then
+            # copied to bytes made two (plus its reallocations)
+            return b"".join(parts) if parts else None
 
         def chunks() -> Iterator[bytes]:
             while (data := anyio.from_thread.run(batch)) is not None:
