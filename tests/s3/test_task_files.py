@@ -140,11 +140,15 @@ def test_results_on_cancellation_only_when_asked(api: httpx.Client, acc: Account
         outs[flag] = unique_bucket("out")
         uuid = _submit(
             api,
-            "echo partial > part.txt; sleep 60",
+            "echo partial > part.txt; echo ready; sleep 60",
             resultBucket=outs[flag],
             uploadResultsOnCancellation=flag,
         )
-        _wait_executing(api, uuid)
+        # the file exists once the command says so (not merely once it started)
+        wait_for(
+            lambda uuid=uuid: api.get(f"/tasks/{uuid}/stdout/0").text.endswith("ready\n"),
+            message="the command to write its file",
+        )
         assert api.post(f"/tasks/{uuid}/abort").status_code == 200
         task = wait_final(api, uuid)
         assert task["state"] == "Cancelled"

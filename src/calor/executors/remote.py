@@ -29,7 +29,10 @@ from calor.runner.runtime import Handle, Runtime
 log = logging.getLogger("calor.worker")
 
 POST_EVERY = 0.2  # seconds between two posts while instances run and no event is new
+# a busy worker's events other than outcomes wait until this long after the previous post
+LINGER = 0.05
 MAX_BACKOFF = 2.0
+MAX_CLIENTS = 64  # S3 clients kept by a worker process (one per user's credentials)
 DELIVERY_DEADLINE = 24 * 3600.0  # how long an outcome waits for a server that is down
 
 
@@ -65,6 +68,8 @@ class EventChannel:
         self._running: dict[int, str] = {}  # row -> the attempt's Dask key
         self._delivered: set[str] = set()  # keys whose Finished the server has
         self._cond = threading.Condition()
+        self._outcome = False  # a Finished is pending: it goes at once
+        self._last_post = 0.0
         self._thread = threading.Thread(target=self._loop, daemon=True, name="calor-channel")
         self._thread.start()
 
@@ -79,6 +84,7 @@ class EventChannel:
         def emit(event: InstanceEvent) -> None:
             with self._cond:
                 self._pending.append({**encode_event(event), "key": key})
+                self._outcome |= isinstance(event, Finished)
                 self._cond.notify_all()
 
         return emit
@@ -104,6 +110,17 @@ class EventChannel:
                     # is how the server's orders arrive
                     if not self._pending:
                         self._cond.wait(POST_EVERY if self._running else 5.0)
+                    # except for an outcome, events less than LINGER after the previous post
+                    # wait for company: a busy worker makes about one post per short instance
+                    # (Started, output, Finished) instead of one per event, and an idle one
+                    # still posts at once
+                    hold = self._last_post + LINGER
+                    while self._pending and not self._outcome:
+                        left = hold - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    self._outcome = False
                     batch = list(self._pending[:5000])
                     running = sorted([row, key] for row, key in self._running.items())
                 if not batch and not running:
@@ -122,6 +139,7 @@ class EventChannel:
                     backoff = min(MAX_BACKOFF, backoff * 2)
                     continue
                 backoff = POST_EVERY
+                self._last_post = time.monotonic()
                 finished = {e["key"] for e in batch if e["type"] == "finished"}
                 with self._cond:
                     del self._pending[: len(batch)]
@@ -154,6 +172,24 @@ class WorkerState:
     attempts: dict[int, _Attempt] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     channel: EventChannel | None = None
+    # S3 clients by credentials, reused by later attempts: creating one costs milliseconds of
+    # CPU, and boto3 does not create clients safely from several threads at once
+    clients: dict[StorageCredentials, Any] = field(default_factory=dict)
+    clients_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def objects(self, credentials: StorageCredentials) -> Any:
+        from calor.storage.s3_access import S3Objects
+
+        with self.clients_lock:
+            found = self.clients.get(credentials)
+            if found is None:
+                if len(self.clients) >= MAX_CLIENTS:
+                    self.clients.clear()
+                found = S3Objects(
+                    self.setup.storage_url, credentials.access_key, credentials.secret
+                )
+                self.clients[credentials] = found
+            return found
 
     def orders(self, orders: Orders) -> None:
         with self.lock:
@@ -176,11 +212,9 @@ class WorkerState:
                 _background(attempt.runner.snapshot, row, sid, target, attempt.emit)
 
     def run(self, job: InstanceJob, credentials: StorageCredentials, key: str) -> str:
-        from calor.storage.s3_access import S3Objects
-
         assert self.channel is not None
         channel = self.channel
-        objects = S3Objects(self.setup.storage_url, credentials.access_key, credentials.secret)
+        objects = self.objects(credentials)
         runner = InstanceRunner(
             self.runtime,
             self.root,

@@ -124,10 +124,10 @@ class BucketService:
             last_modified=self.clock(),
             user_metadata=user_metadata or {},
         )
-        self.store.put_object(
+        if self.store.put_object(
             user_id, bucket, obj, self.clock(), self.limits.max_storage_bytes_per_user
-        )
-        self.collect()
+        ):
+            self.collect()  # the replaced object's bytes
         return obj
 
     def head_object(self, user_id: int, bucket_name: str, key: str) -> StoredObject:
@@ -203,10 +203,10 @@ class BucketService:
             last_modified=self.clock(),
             user_metadata=source.user_metadata if user_metadata is None else user_metadata,
         )
-        self.store.put_object(
+        if self.store.put_object(
             user_id, bucket, obj, self.clock(), self.limits.max_storage_bytes_per_user
-        )
-        self.collect()
+        ):
+            self.collect()  # the replaced object's bytes
         return obj
 
     def delete_objects(

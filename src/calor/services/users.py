@@ -9,12 +9,15 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from calor.domain.errors import BadRequest, Unauthorized
 from calor.domain.users import User
 from calor.store.users import UserStore
+
+SECRET_TTL = 5.0  # seconds a storage secret is reused without asking the store
 
 
 def hash_token(token: str) -> str:
@@ -37,6 +40,9 @@ class UserService:
         self.store = store
         self.server_key = server_key
         self.clock = clock
+        # access key -> (expiry, answer): every S3 request looks its signer up; a rotated
+        # token stops working within SECRET_TTL on the other servers of the store
+        self._secrets: dict[str, tuple[float, tuple[User, str] | None]] = {}
 
     def _new_token(self) -> tuple[str, str]:
         nonce = secrets.token_hex(16)
@@ -52,10 +58,22 @@ class UserService:
     def rotate(self, email: str) -> str:
         nonce, token = self._new_token()
         self.store.set_token(email, hash_token(token), nonce)
+        self._secrets.pop(email, None)
         return token
 
     def storage_secret(self, email: str) -> tuple[User, str] | None:
         """The user whose e-mail is this S3 access key, and their token (the SigV4 secret)."""
+        now = time.monotonic()
+        cached = self._secrets.get(email)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        answer = self._storage_secret(email)
+        if len(self._secrets) > 10_000:
+            self._secrets.clear()
+        self._secrets[email] = (now + SECRET_TTL, answer)
+        return answer
+
+    def _storage_secret(self, email: str) -> tuple[User, str] | None:
         found = self.store.by_email(email)
         if found is None:
             return None

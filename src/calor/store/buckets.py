@@ -162,9 +162,9 @@ class BucketStore:
 
     def put_object(
         self, user_id: int, bucket: Bucket, obj: StoredObject, now: datetime, max_bytes: int
-    ) -> None:
+    ) -> bool:
         """Insert or replace the object (its blob written and doomed beforehand: this commit
-        takes it back, and dooms the blob it replaces)."""
+        takes it back, and dooms the blob it replaces); True when it replaced one."""
         with self.db.write() as conn:
             self._lock(conn, bucket)
             old = conn.execute(
@@ -206,6 +206,7 @@ class BucketStore:
                     object_count=buckets.c.object_count + (0 if old else 1),
                 )
             )
+        return old is not None
 
     def get_object(self, bucket: Bucket, key: str) -> StoredObject | None:
         with self.db.read() as conn:
