@@ -7,22 +7,10 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from calor.domain.errors import BadRequest, Forbidden, NotFound
-from calor.domain.states import InstanceState
 from calor.domain.transfer import SnapshotPlan, SnapshotRecord, snapshot_config, snapshot_target
 from calor.store.engine import Database
-from calor.store.tables import instances, snapshots, tasks
-from calor.store.tasks import task_id_of
-
-
-def _executing(conn: Connection, task_id: int) -> list[int]:
-    return list(
-        conn.execute(
-            select(instances.c.id).where(
-                instances.c.task_id == task_id,
-                instances.c.state == InstanceState.EXECUTING.value,
-            )
-        ).scalars()
-    )
+from calor.store.tables import snapshots, tasks
+from calor.store.tasks import executing_rows, task_id_of
 
 
 def _trigger(
@@ -57,7 +45,7 @@ class SnapshotStore:
         with self.db.write() as conn:
             task_id = task_id_of(conn, user_id, key)
             task = conn.execute(_TASK.where(tasks.c.id == task_id)).one()
-            row_ids = _executing(conn, task_id)
+            row_ids = executing_rows(conn, task_id)
             if not row_ids:
                 raise Forbidden(f"task {key!r} is not running: there is nothing to snapshot")
             return _trigger(conn, task, request, now, row_ids)
@@ -128,7 +116,7 @@ class SnapshotStore:
                 next_due = None
                 if task.end_date is None:
                     next_due = now + timedelta(seconds=max(1, task.snapshot_interval))
-                    row_ids = _executing(conn, task.id)
+                    row_ids = executing_rows(conn, task.id)
                     if row_ids:
                         try:
                             plans.append(

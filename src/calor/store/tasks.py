@@ -53,6 +53,18 @@ def task_id_of(conn: Connection, user_id: int, key: str) -> int:
     return int(found)
 
 
+def executing_rows(conn: Connection, task_id: int) -> list[int]:
+    """Row ids of the task's instances that are running their command."""
+    return list(
+        conn.execute(
+            select(instances.c.id).where(
+                instances.c.task_id == task_id,
+                instances.c.state == InstanceState.EXECUTING.value,
+            )
+        ).scalars()
+    )
+
+
 class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -232,17 +244,8 @@ class TaskStore:
         return active
 
     def executing(self, user_id: int, key: str) -> list[int]:
-        """Row ids of the task's instances that are running their command."""
         with self.db.read() as conn:
-            task_id = self._id(conn, user_id, key)
-            return list(
-                conn.execute(
-                    select(instances.c.id).where(
-                        instances.c.task_id == task_id,
-                        instances.c.state == InstanceState.EXECUTING.value,
-                    )
-                ).scalars()
-            )
+            return executing_rows(conn, self._id(conn, user_id, key))
 
     def delete(self, user_id: int, key: str, now: datetime) -> list[int]:
         """Abort if running, then delete the task; returns the instances still to kill."""
