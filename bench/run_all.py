@@ -21,6 +21,7 @@ BENCHES = [
     "bench_bulk.py",
     "bench_scale.py",
     "bench_storage.py",
+    "bench_dask.py",  # starts its own loopback Dask scheduler and workers
     "bench_docker.py",  # needs DOCKER_HOST or CALOR_TEST_DOCKER_HOST (.ci/docker.sh start DIR)
 ]
 TIMEOUT_S = {"bench_scale.py": 3600.0}

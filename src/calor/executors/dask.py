@@ -28,6 +28,10 @@ from calor.executors.wire import Orders, decode_event
 log = logging.getLogger("calor.dask")
 
 POLL_EVERY = 2.0  # seconds between two looks at the scheduler's tasks
+# attempts handed to the cluster per core it has: the surplus waits on the scheduler (state
+# no-worker) and starts as soon as a worker frees resources, without a round trip to calor
+QUEUE_AHEAD = 2
+ABORTED_MEMORY = 120.0  # seconds an attempt aborted before it reported Started is watched for
 LOST = "the Dask worker running this instance was lost ({why})"
 
 
@@ -76,6 +80,7 @@ class DaskExecutor:
         self._flight: dict[int, _InFlight] = {}
         self._stopping = threading.Event()
         self._capacity: list[dict[str, float]] = []
+        self._aborted: dict[str, float] = {}  # key -> until when a worker's report is killed
         self._refresh_capacity()
         self._poller = threading.Thread(target=self._poll, daemon=True, name="calor-dask-poll")
         self._poller.start()
@@ -107,7 +112,7 @@ class DaskExecutor:
     def free_cores(self) -> int:
         with self._lock:
             used = sum(f.cores for f in self._flight.values())
-        return self.total_cores - used
+        return self.total_cores * QUEUE_AHEAD - used
 
     def _resources(self, job: InstanceJob) -> dict[str, float] | str:
         """What the attempt asks of a worker, or why no worker can ever give it."""
@@ -188,6 +193,9 @@ class DaskExecutor:
             for entry in payload.get("running") or []:
                 if not (isinstance(entry, list) and len(entry) == 2):
                     continue
+                if entry[1] in self._aborted and isinstance(entry[0], int):
+                    orders.abort.append(entry[0])  # it started after all: stop it
+                    continue
                 flight = self._flight.get(entry[0]) if isinstance(entry[0], int) else None
                 if flight is None or flight.key != entry[1]:
                     continue
@@ -212,9 +220,14 @@ class DaskExecutor:
                 flight.orders.abort = [row]
                 if not flight.started:
                     not_started.append(flight)
+        with self._lock:
+            now = time.monotonic()
+            self._aborted = {k: t for k, t in self._aborted.items() if t > now}
+            for flight in not_started:
+                self._aborted[flight.key] = now + ABORTED_MEMORY
         for flight in not_started:
-            # still queued on the cluster: cancelled there; if it starts meanwhile, the
-            # abort order reaches it with the worker's next post
+            # still queued on the cluster: cancelled there; if it started meanwhile, the
+            # worker reports it running and is told to abort it
             self.client.cancel([flight.key], force=True)
             self._end(flight.row_id, Finished(flight.row_id, _utcnow(), None, cancelled=True))
 

@@ -12,12 +12,14 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from calor.domain.errors import BadRequest, Unauthorized
 from calor.domain.users import User
 from calor.store.users import UserStore
 
 SECRET_TTL = 5.0  # seconds a storage secret is reused without asking the store
+MAX_RECENT = 10_000
 
 
 def hash_token(token: str) -> str:
@@ -33,6 +35,35 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Recent(Generic[K, V]):
+    """Answers kept for ``ttl`` seconds (at most MAX_RECENT of them)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._items: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, compute: Callable[[K], V]) -> V:
+        now = time.monotonic()
+        found = self._items.get(key)
+        if found is not None and found[0] > now:
+            return found[1]
+        value = compute(key)
+        if len(self._items) >= MAX_RECENT:
+            self._items.clear()
+        self._items[key] = (now + self.ttl, value)
+        return value
+
+    def forget(self, key: K) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
 class UserService:
     def __init__(
         self, store: UserStore, server_key: bytes, clock: Callable[[], datetime] = _now
@@ -40,9 +71,10 @@ class UserService:
         self.store = store
         self.server_key = server_key
         self.clock = clock
-        # access key -> (expiry, answer): every S3 request looks its signer up; a rotated
-        # token stops working within SECRET_TTL on the other servers of the store
-        self._secrets: dict[str, tuple[float, tuple[User, str] | None]] = {}
+        # every S3 request looks its signer up, every remote attempt its owner's credentials;
+        # a rotated token stops working within SECRET_TTL on the other servers of the store
+        self._by_email: _Recent[str, tuple[User, str] | None] = _Recent(SECRET_TTL)
+        self._by_id: _Recent[int, tuple[str, str] | None] = _Recent(SECRET_TTL)
 
     def _new_token(self) -> tuple[str, str]:
         nonce = secrets.token_hex(16)
@@ -58,20 +90,13 @@ class UserService:
     def rotate(self, email: str) -> str:
         nonce, token = self._new_token()
         self.store.set_token(email, hash_token(token), nonce)
-        self._secrets.pop(email, None)
+        self._by_email.forget(email)
+        self._by_id.clear()  # rotations are rare: no need to find the user's id
         return token
 
     def storage_secret(self, email: str) -> tuple[User, str] | None:
         """The user whose e-mail is this S3 access key, and their token (the SigV4 secret)."""
-        now = time.monotonic()
-        cached = self._secrets.get(email)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        answer = self._storage_secret(email)
-        if len(self._secrets) > 10_000:
-            self._secrets.clear()
-        self._secrets[email] = (now + SECRET_TTL, answer)
-        return answer
+        return self._by_email.get(email, self._storage_secret)
 
     def _storage_secret(self, email: str) -> tuple[User, str] | None:
         found = self.store.by_email(email)
@@ -85,6 +110,9 @@ class UserService:
     def storage_credentials(self, user_id: int) -> tuple[str, str] | None:
         """The S3 access key and secret of a user (for instances that reach the gateway from
         another machine), or None when their token predates derived tokens."""
+        return self._by_id.get(user_id, self._storage_credentials)
+
+    def _storage_credentials(self, user_id: int) -> tuple[str, str] | None:
         found = self.store.by_id(user_id)
         if found is None or found[1] is None:
             return None
