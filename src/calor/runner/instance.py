@@ -154,13 +154,11 @@ class InstanceRunner:
         job, target = live.job, live.job.transfers.results
         if target is None or self.files is None or not live.workdir.is_dir():
             return (), None
-        if handle is not None and handle.interrupted:
+        if handle is None:
+            return (), None  # the command never started (resources, image): no results
+        if handle.interrupted:
             return (), None  # it runs again: its results come then
-        if (
-            handle is not None
-            and handle.cancelled
-            and not job.transfers.upload_results_on_cancellation
-        ):
+        if handle.cancelled and not job.transfers.upload_results_on_cancellation:
             return (), None
         files = self.files
         with live.lock:
