@@ -83,7 +83,9 @@ def test_memory_limit_and_out_of_memory(client: httpx.Client) -> None:
     )
     assert task["state"] == "Failure", task
     message = task["errors"][0]["message"]
-    assert message.startswith("instance 0: out of memory: killed at its memory limit of 32 MB")
+    assert message.startswith("instance 0: out of memory: killed at its memory limit of 32 MB"), (
+        message
+    )
     # under the limit, the peak is measured for real
     _, task = _run(
         client,

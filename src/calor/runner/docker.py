@@ -7,6 +7,7 @@ so that abort, shutdown and crash recovery find it; it is removed once its outco
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ TASK_PATH = "/job"
 TMP_PATH = "/tmp"
 DEFAULT_REPO, DEFAULT_TAG = "library/ubuntu", "latest"
 STOP_GRACE_SECONDS = 1  # abort: SIGTERM, then SIGKILL after this (contract: stopped within 2 s)
+OOM_FLAG_WAIT = 1.0  # seconds a SIGKILLed container's OOMKilled flag is waited for (no cgroup)
 
 LABEL_SERVER = "calor.server"
 LABEL_TASK = "calor.task"
@@ -124,6 +126,18 @@ class _CgroupUsage:
         cpu = self._read_int(f"cpuacct/{p}/cpuacct.usage", f"{p}/cpu.stat") or 0
         peak = self._read_int(f"memory/{p}/memory.max_usage_in_bytes", f"{p}/memory.peak") or 0
         return cpu / 1e9, peak // 2**20
+
+    def oom_kills(self) -> int:
+        """Processes the kernel killed at the attempt's memory limit (v2 memory.events, v1
+        memory.oom_control)."""
+        p = self.parent
+        for rel in (f"{p}/memory.events", f"memory/{p}/memory.oom_control"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in (CGROUP_ROOT / rel).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        return 0
 
     def remove(self) -> None:
         for root in _cgroup_roots():
@@ -241,7 +255,7 @@ class DockerRuntime:
                 _unreachable(exc) or f"the container could not be created: {_explain(exc)}"
             )
         try:
-            result = self._run(container, launch, measure=cgroup is None)
+            result = self._run(container, launch, cgroup)
         except EngineError as exc:
             result = _failed(
                 _unreachable(exc)
@@ -326,7 +340,34 @@ class DockerRuntime:
             kwargs["mem_limit"] = kwargs["memswap_limit"] = f"{job.memory_limit_mb}m"
         return self.client.containers.create(**kwargs)
 
-    def _run(self, container: Container, launch: Launch, measure: bool) -> RunResult:
+    @staticmethod
+    def _oom_killed(
+        container: Container,
+        state: dict[str, Any],
+        code: int,
+        launch: Launch,
+        cgroup: "_CgroupUsage | None",
+    ) -> bool:
+        """The engine learns of an OOM kill from a cgroup event that can land after the
+        exit: the attempt's cgroup counter (v2) says it at once; otherwise a SIGKILLed
+        container with a memory limit gets a moment for the engine's flag to arrive."""
+        if state.get("OOMKilled"):
+            return True
+        if code != 137 or not launch.job.memory_limit_mb:
+            return False
+        if cgroup is not None and cgroup.oom_kills() > 0:
+            return True  # (cgroup v1 counts a kill in the container's own cgroup only)
+        deadline = time.monotonic() + OOM_FLAG_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            container.reload()
+            if container.attrs.get("State", {}).get("OOMKilled"):
+                return True
+        return False
+
+    def _run(
+        self, container: Container, launch: Launch, cgroup: "_CgroupUsage | None"
+    ) -> RunResult:
         # attached before the start: not a byte of output is missed
         stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
         try:
@@ -335,7 +376,7 @@ class DockerRuntime:
             return _failed(f"the container could not start: {_explain(exc)}")
         handle = ContainerHandle(container)
         launch.on_start(handle, 0, 0.0)  # found by label at recovery, not by pid
-        usage = _StatsUsage(container) if measure else None
+        usage = _StatsUsage(container) if cgroup is None else None
         out, err = LineAssembler(launch.stdout), LineAssembler(launch.stderr)
         for stdout, stderr in stream:
             if stdout:
@@ -349,7 +390,7 @@ class DockerRuntime:
         state = container.attrs.get("State", {})
         code = int(status.get("StatusCode", state.get("ExitCode", -1)))
         error = describe_exit(code)
-        if state.get("OOMKilled"):
+        if self._oom_killed(container, state, code, launch, cgroup):
             oom = f"out of memory: killed at its memory limit of {launch.job.memory_limit_mb} MB"
             if code != 0:
                 error = f"{oom} (exit code {code})"
