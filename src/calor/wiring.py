@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from starlette.types import ASGIApp
@@ -36,6 +37,9 @@ from calor.store.logs import LogStore
 from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
 from calor.store.users import UserStore
+
+if TYPE_CHECKING:
+    from calor.executors.dask import DaskExecutor  # imported when used: calor[dask]
 
 
 def host_info(cores: int | None) -> HostInfo:
@@ -169,8 +173,11 @@ def build_server(settings: Settings) -> Server:
         bucket_exists=objects.exists,
     )
     executor: Executor
+    receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    cluster: Callable[[], dict[str, Any]] | None = None
     if settings.executor == "dask":
-        executor = build_dask_executor(settings, data_dir, engine, users)
+        dask = build_dask_executor(settings, data_dir, engine, users)
+        executor, receive, cluster = dask, dask.receive, dask.cluster
         reap_local: Callable[[], object] = lambda: None  # noqa: E731
         where = f"executor: Dask at {settings.dask_scheduler} (runtime chosen on each worker)"
     else:
@@ -190,8 +197,8 @@ def build_server(settings: Settings) -> Server:
         tasks=tasks,
         buckets=buckets,
         host=host_info(executor.total_cores),
-        executor_receive=getattr(executor, "receive", None),
-        cluster=getattr(executor, "cluster", None),
+        executor_receive=receive,
+        cluster=cluster,
     )
 
     def on_start() -> None:
@@ -210,7 +217,7 @@ def build_server(settings: Settings) -> Server:
 
 def build_dask_executor(
     settings: Settings, data_dir: Path, engine: Engine, users: UserService
-) -> Executor:
+) -> "DaskExecutor":
     from calor.executors.dask import DaskExecutor  # only when configured
     from calor.executors.remote import StorageCredentials, WorkerSetup
 

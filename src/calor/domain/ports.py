@@ -152,8 +152,9 @@ class ObjectAccess(Protocol):
 
     def read(self, user_id: int, bucket: str, key: str) -> Iterator[bytes]: ...
 
-    def write(self, user_id: int, bucket: str, key: str, path: Path) -> ObjectInfo:
-        """Store the file at ``path`` as ``key``, creating the bucket when it is missing."""
+    def write(self, user_id: int, bucket: str, key: str, path: Path) -> int:
+        """Store the file at ``path`` as ``key``, creating the bucket when it is missing;
+        returns the bytes stored."""
         ...
 
     def delete(self, user_id: int, bucket: str, keys: Iterable[str]) -> None: ...

@@ -1,6 +1,5 @@
 """The local executor: instances run concurrently on this machine, up to its cores."""
 
-import logging
 import os
 import threading
 import time
@@ -8,10 +7,9 @@ from collections.abc import Callable
 
 from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob, Leftover
 from calor.domain.transfer import Upload
+from calor.executors.background import in_background
 from calor.runner.instance import InstanceRunner
 from calor.runner.runtime import Handle
-
-log = logging.getLogger("calor.executor")
 
 
 class LocalExecutor:
@@ -85,23 +83,13 @@ class LocalExecutor:
             proc.cancelled = True
             proc.terminate_tree()
 
-    @staticmethod
-    def _in_background(name: str, work: Callable[..., None], *args: object) -> None:
-        def guarded() -> None:
-            try:
-                work(*args)
-            except Exception:
-                log.exception("%s failed", name)
-
-        threading.Thread(target=guarded, daemon=True, name=name).start()
-
     def refresh(self, row_ids: list[int]) -> None:
         for rid in row_ids:
-            self._in_background(f"refresh-{rid}", self.runner.refresh, rid)
+            in_background(f"refresh-{rid}", self.runner.refresh, rid)
 
     def snapshot(self, row_ids: list[int], snapshot_id: str, target: Upload) -> None:
         for rid in row_ids:
-            self._in_background(
+            in_background(
                 f"snapshot-{rid}", self.runner.snapshot, rid, snapshot_id, target, self.emit
             )
 

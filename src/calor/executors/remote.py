@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob
+from calor.executors.background import in_background
 from calor.executors.wire import Orders, encode_event
 from calor.runner.files import TaskFiles
 from calor.runner.instance import InstanceRunner
@@ -205,11 +206,13 @@ class WorkerState:
                 attempt.handle.terminate_tree()
         for row, found in refresh:
             if found is not None:
-                _background(found.runner.refresh, row)
+                in_background(f"refresh-{row}", found.runner.refresh, row)
         assert self.channel is not None
         for row, sid, target, attempt in snaps:
             if attempt is not None:
-                _background(attempt.runner.snapshot, row, sid, target, attempt.emit)
+                in_background(
+                    f"snapshot-{row}", attempt.runner.snapshot, row, sid, target, attempt.emit
+                )
 
     def run(self, job: InstanceJob, credentials: StorageCredentials, key: str) -> str:
         assert self.channel is not None
@@ -244,16 +247,6 @@ class WorkerState:
                 self.attempts.pop(job.row_id, None)
         delivered = channel.wait_delivered(key)
         return "delivered" if delivered else "undelivered"
-
-
-def _background(fn: Callable[..., None], *args: Any) -> None:
-    def guarded() -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("%s failed", getattr(fn, "__name__", fn))
-
-    threading.Thread(target=guarded, daemon=True).start()
 
 
 def _utcnow() -> Any:

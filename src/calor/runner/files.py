@@ -154,9 +154,10 @@ class TaskFiles:
             source = workdir / path
             if not source.is_file() or source.is_symlink():
                 continue
-            info = self.objects.write(user_id, target.bucket, target.prefix + path, source)
-            keys.append(info.key)
-            size += info.size
-            meter.add(info.size)
+            key = target.prefix + path
+            stored = self.objects.write(user_id, target.bucket, key, source)
+            keys.append(key)
+            size += stored
+            meter.add(stored)
         progress(100.0)
         return Published(tuple(keys), size)

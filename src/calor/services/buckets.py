@@ -272,8 +272,8 @@ class BucketService:
             self.blobs.delete(blob_id)
             raise BadDigest("the Content-MD5 you sent does not match the part received")
         part = Part(number, blob_id, info.size, info.md5_hex, self.clock())
-        self.store.put_part(upload, part, self.clock())
-        self.collect()
+        if self.store.put_part(upload, part, self.clock()):
+            self.collect()  # the replaced part's bytes
         return part
 
     def parts(self, user_id: int, bucket_name: str, key: str, upload_id: str) -> list[Part]:

@@ -41,11 +41,10 @@ class ServiceObjects:
     def read(self, user_id: int, bucket: str, key: str) -> Iterator[bytes]:
         return self.buckets.get_object(user_id, bucket, key).body
 
-    def write(self, user_id: int, bucket: str, key: str, path: Path) -> ObjectInfo:
+    def write(self, user_id: int, bucket: str, key: str, path: Path) -> int:
         if not self.exists(user_id, bucket):
             self.buckets.create_bucket(user_id, bucket)
-        obj = self.buckets.put_object(user_id, bucket, key, _file_chunks(path))
-        return ObjectInfo(obj.key, obj.size, obj.etag)
+        return self.buckets.put_object(user_id, bucket, key, _file_chunks(path)).size
 
     def delete(self, user_id: int, bucket: str, keys: Iterable[str]) -> None:
         self.buckets.delete_objects(user_id, bucket, list(keys))

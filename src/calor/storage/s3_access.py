@@ -20,6 +20,7 @@ class S3Objects:
     def __init__(self, endpoint: str, access_key: str, secret: str) -> None:
         import boto3  # only where instances run remotely
 
+        self._known_buckets: set[str] = set()
         self.s3: Any = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -57,12 +58,15 @@ class S3Objects:
         finally:
             body.close()
 
-    def write(self, user_id: int, bucket: str, key: str, path: Path) -> ObjectInfo:
-        if not self.exists(user_id, bucket):
-            self.s3.create_bucket(Bucket=bucket)
+    def write(self, user_id: int, bucket: str, key: str, path: Path) -> int:
+        # one request per file in the usual case: the bucket is checked once per client
+        if bucket not in self._known_buckets:
+            if not self.exists(user_id, bucket):
+                self.s3.create_bucket(Bucket=bucket)
+            self._known_buckets.add(bucket)
+        size = path.stat().st_size
         self.s3.upload_file(str(path), bucket, key)
-        head = self.s3.head_object(Bucket=bucket, Key=key)
-        return ObjectInfo(key, int(head["ContentLength"]), str(head["ETag"]).strip('"'))
+        return size
 
     def delete(self, user_id: int, bucket: str, keys: Iterable[str]) -> None:
         batch = [{"Key": k} for k in keys]

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
@@ -175,29 +175,13 @@ def _verify_header(
             "Missing required header for this request: x-amz-content-sha256",
             400,
         )
-    payload = _payload_mode(declared)
-    _check_signed_headers(request.headers, signed_headers)
-
-    secret = _secret(secret_for, access_key)
-    expected = _expected_signatures(
+    return _signed(
         request,
         request.query,
         signed_headers,
         declared,
-        secret=secret,
-        amz_date=amz_date,
-        region=region,
-    )
-    _match(signature, expected)
-    return Verified(
-        access_key=access_key,
-        secret=secret,
-        region=region,
-        date=scope_date,
-        amz_date=amz_date,
-        signature=signature,
-        payload=payload,
-        presigned=False,
+        secret_for,
+        Verified(access_key, "", region, scope_date, amz_date, signature, "", presigned=False),
     )
 
 
@@ -256,31 +240,41 @@ def _verify_presigned(
     declared = UNSIGNED_PAYLOAD
     if _CONTENT_SHA256 in signed_headers and _CONTENT_SHA256 in request.headers:
         declared = request.headers[_CONTENT_SHA256]
+    return _signed(
+        request,
+        [(k, v) for k, v in request.query if k != "X-Amz-Signature"],
+        signed_headers,
+        declared,
+        secret_for,
+        Verified(access_key, "", region, scope_date, amz_date, signature, "", presigned=True),
+    )
+
+
+def _signed(
+    request: IncomingRequest,
+    query: list[tuple[str, str]],
+    signed_headers: list[str],
+    declared: str,
+    secret_for: Callable[[str], str | None],
+    claimed: Verified,
+) -> Verified:
+    """The part both forms share once their fields are parsed: the payload mode, the signed
+    headers, then the signature recomputed with the access key's secret. ``claimed`` is what
+    the request says (its secret and payload are filled in here)."""
     payload = _payload_mode(declared)
     _check_signed_headers(request.headers, signed_headers)
-
-    secret = _secret(secret_for, access_key)
-    query = [(k, v) for k, v in request.query if k != "X-Amz-Signature"]
+    secret = _secret(secret_for, claimed.access_key)
     expected = _expected_signatures(
         request,
         query,
         signed_headers,
         declared,
         secret=secret,
-        amz_date=amz_date,
-        region=region,
+        amz_date=claimed.amz_date,
+        region=claimed.region,
     )
-    _match(signature, expected)
-    return Verified(
-        access_key=access_key,
-        secret=secret,
-        region=region,
-        date=scope_date,
-        amz_date=amz_date,
-        signature=signature,
-        payload=payload,
-        presigned=True,
-    )
+    _match(claimed.signature, expected)
+    return replace(claimed, secret=secret, payload=payload)
 
 
 # -- parsing -----------------------------------------------------------------------------------

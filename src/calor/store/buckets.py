@@ -327,7 +327,8 @@ class BucketStore:
             ).all()
         return [_upload(r) for r in rows]
 
-    def put_part(self, upload: Upload, part: Part, now: datetime) -> None:
+    def put_part(self, upload: Upload, part: Part, now: datetime) -> bool:
+        """Record the part (a part sent again replaces the earlier one: True then)."""
         with self.db.write() as conn:
             # locked: two writes of one part number must not both insert it
             exists = conn.execute(
@@ -364,6 +365,7 @@ class BucketStore:
                 )
                 self._doom(conn, [old], now)
             self._keep(conn, [part.blob_id])
+        return old is not None
 
     def parts(self, upload: Upload) -> list[Part]:
         with self.db.read() as conn:

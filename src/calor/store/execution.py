@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, case, select, true, update
 
 from calor.domain.hardware import requirements
 from calor.domain.ports import (
@@ -235,6 +235,8 @@ class ExecutionStore:
     @staticmethod
     def _snapshot_done(conn: Any, task_id: int, ev: SnapshotDone, now: datetime) -> None:
         # the last instance to report settles the status; any failure makes it a Failure
+        # (SET expressions see the row as it was before this update)
+        failed = snapshots.c.error.is_not(None) if ev.error is None else true()
         conn.execute(
             update(snapshots)
             .where(snapshots.c.id == ev.snapshot_id)
@@ -244,17 +246,12 @@ class ExecutionStore:
                 transferred_size=snapshots.c.transferred_size + ev.size,
                 last_update=now,
                 error=ev.error if ev.error else snapshots.c.error,
+                status=case(
+                    (snapshots.c.pending > 1, "InProgress"),
+                    (failed, "Failure"),
+                    else_="Success",
+                ),
             )
-        )
-        conn.execute(
-            update(snapshots)
-            .where(snapshots.c.id == ev.snapshot_id, snapshots.c.pending <= 0)
-            .values(status=case((snapshots.c.error.is_(None), "Success"), else_="Failure"))
-        )
-        conn.execute(
-            update(snapshots)
-            .where(snapshots.c.id == ev.snapshot_id, snapshots.c.pending > 0)
-            .values(status="InProgress")
         )
         if ev.objects:
             _bump_results_count(conn, task_id)

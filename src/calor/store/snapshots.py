@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from calor.domain.errors import BadRequest, Forbidden, NotFound
 from calor.domain.transfer import SnapshotPlan, SnapshotRecord, snapshot_config, snapshot_target
@@ -32,6 +32,20 @@ def _trigger(
     return SnapshotPlan(snapshot_id, row_ids, target)
 
 
+_DUE = (
+    select(
+        tasks.c.id,
+        tasks.c.uuid,
+        tasks.c.document,
+        tasks.c.result_bucket,
+        tasks.c.end_date,
+        tasks.c.snapshot_interval,
+        tasks.c.snapshot_config,
+    )
+    .where(tasks.c.snapshot_due <= bindparam("now"))
+    .order_by(tasks.c.snapshot_due)
+    .limit(100)
+)
 _TASK = select(tasks.c.id, tasks.c.uuid, tasks.c.document, tasks.c.result_bucket)
 
 
@@ -45,7 +59,7 @@ class SnapshotStore:
         with self.db.write() as conn:
             task_id = task_id_of(conn, user_id, key)
             task = conn.execute(_TASK.where(tasks.c.id == task_id)).one()
-            row_ids = executing_rows(conn, task_id)
+            row_ids = executing_rows(conn, [task_id]).get(task_id, [])
             if not row_ids:
                 raise Forbidden(f"task {key!r} is not running: there is nothing to snapshot")
             return _trigger(conn, task, request, now, row_ids)
@@ -96,27 +110,18 @@ class SnapshotStore:
     def due(self, now: datetime) -> list[SnapshotPlan]:
         """Periodic snapshots whose time has come, on tasks with running instances; the next
         one of each is scheduled an interval later (finished tasks have no next one)."""
+        with self.db.read() as conn:  # asked every second: the usual answer costs no write
+            rows = conn.execute(_DUE, {"now": now}).all()
+        if not rows:
+            return []
         plans: list[SnapshotPlan] = []
         with self.db.write() as conn:
-            rows = conn.execute(
-                select(
-                    tasks.c.id,
-                    tasks.c.uuid,
-                    tasks.c.document,
-                    tasks.c.result_bucket,
-                    tasks.c.end_date,
-                    tasks.c.snapshot_interval,
-                    tasks.c.snapshot_config,
-                )
-                .where(tasks.c.snapshot_due <= now)
-                .order_by(tasks.c.snapshot_due)
-                .limit(100)
-            ).all()
+            running = executing_rows(conn, [t.id for t in rows])
             for task in rows:
                 next_due = None
                 if task.end_date is None:
                     next_due = now + timedelta(seconds=max(1, task.snapshot_interval))
-                    row_ids = executing_rows(conn, task.id)
+                    row_ids = running.get(task.id)
                     if row_ids:
                         try:
                             plans.append(
@@ -124,7 +129,6 @@ class SnapshotStore:
                             )
                         except BadRequest:
                             next_due = None  # checked when set; nothing to retry
-
                 conn.execute(
                     update(tasks).where(tasks.c.id == task.id).values(snapshot_due=next_due)
                 )

@@ -53,16 +53,17 @@ def task_id_of(conn: Connection, user_id: int, key: str) -> int:
     return int(found)
 
 
-def executing_rows(conn: Connection, task_id: int) -> list[int]:
-    """Row ids of the task's instances that are running their command."""
-    return list(
-        conn.execute(
-            select(instances.c.id).where(
-                instances.c.task_id == task_id,
-                instances.c.state == InstanceState.EXECUTING.value,
-            )
-        ).scalars()
-    )
+def executing_rows(conn: Connection, task_ids: list[int]) -> dict[int, list[int]]:
+    """Row ids of these tasks' instances that are running their command, by task id."""
+    found: dict[int, list[int]] = {}
+    for row_id, task_id in conn.execute(
+        select(instances.c.id, instances.c.task_id).where(
+            instances.c.task_id.in_(task_ids),
+            instances.c.state == InstanceState.EXECUTING.value,
+        )
+    ):
+        found.setdefault(task_id, []).append(row_id)
+    return found
 
 
 class TaskStore:
@@ -245,7 +246,8 @@ class TaskStore:
 
     def executing(self, user_id: int, key: str) -> list[int]:
         with self.db.read() as conn:
-            return executing_rows(conn, self._id(conn, user_id, key))
+            task_id = self._id(conn, user_id, key)
+            return executing_rows(conn, [task_id]).get(task_id, [])
 
     def delete(self, user_id: int, key: str, now: datetime) -> list[int]:
         """Abort if running, then delete the task; returns the instances still to kill."""
