@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Connection, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from calor.domain.storage import (
@@ -30,6 +30,43 @@ from calor.store.engine import Database
 from calor.store.tables import buckets, doomed_blobs, objects, upload_parts, uploads
 
 _LIST_BATCH = 1000
+
+# The statements of the per-request paths (a PUT, a GET, a HEAD, garbage collection), built
+# once: building a Core statement costs as much Python as running it on SQLite, and a prebuilt
+# one keeps its compiled form's cache key too.
+_BUCKET_ROW = select(buckets).where(
+    buckets.c.user_id == bindparam("user_id"), buckets.c.name == bindparam("name")
+)
+_LOCK_BUCKET = select(buckets.c.id).where(buckets.c.id == bindparam("bucket_id")).with_for_update()
+_OLD_OBJECT = select(objects.c.id, objects.c.size, objects.c.blob_id).where(
+    objects.c.bucket_id == bindparam("bucket_id"), objects.c.key == bindparam("key")
+)
+_USER_BYTES = select(func.coalesce(func.sum(buckets.c.bytes_used), 0)).where(
+    buckets.c.user_id == bindparam("user_id")
+)
+_INSERT_OBJECT = insert(objects)
+_UPDATE_OBJECT = update(objects).where(objects.c.id == bindparam("_object_id"))
+_COUNT_IN_BUCKET = (
+    update(buckets)
+    .where(buckets.c.id == bindparam("_bucket_id"))
+    .values(
+        bytes_used=buckets.c.bytes_used + bindparam("_bytes", type_=BigInteger),
+        object_count=buckets.c.object_count + bindparam("_objects", type_=BigInteger),
+    )
+)
+_GET_OBJECT = select(objects).where(
+    objects.c.bucket_id == bindparam("bucket_id"), objects.c.key == bindparam("key")
+)
+_DOOM = insert(doomed_blobs)
+_KEEP = delete(doomed_blobs).where(doomed_blobs.c.blob_id == bindparam("blob_id"))
+_DUE = (
+    select(doomed_blobs.c.blob_id)
+    .where(doomed_blobs.c.since <= bindparam("now"))
+    .limit(bindparam("limit"))
+)
+_FORGET = delete(doomed_blobs).where(
+    doomed_blobs.c.blob_id.in_(bindparam("blob_ids", expanding=True))
+)
 
 
 def _bucket(row: Any) -> Bucket:
@@ -97,17 +134,13 @@ class BucketStore:
         """Writes of one bucket's objects take turns (PostgreSQL row lock; SQLite has one
         writer anyway): two PUTs of one new key must not both insert it, and the bucket's
         byte and object counts must add up."""
-        found = conn.execute(
-            select(buckets.c.id).where(buckets.c.id == bucket.id).with_for_update()
-        ).first()
+        found = conn.execute(_LOCK_BUCKET, {"bucket_id": bucket.id}).first()
         if found is None:
             raise NoSuchBucket(f"bucket {bucket.name!r} does not exist")
 
     @staticmethod
     def _bucket_row(conn: Connection, user_id: int, name: str) -> Any:
-        return conn.execute(
-            select(buckets).where(buckets.c.user_id == user_id, buckets.c.name == name)
-        ).first()
+        return conn.execute(_BUCKET_ROW, {"user_id": user_id, "name": name}).first()
 
     def get(self, user_id: int, name: str) -> Bucket:
         with self.db.read() as conn:
@@ -167,18 +200,10 @@ class BucketStore:
         takes it back, and dooms the blob it replaces); True when it replaced one."""
         with self.db.write() as conn:
             self._lock(conn, bucket)
-            old = conn.execute(
-                select(objects.c.id, objects.c.size, objects.c.blob_id).where(
-                    objects.c.bucket_id == bucket.id, objects.c.key == obj.key
-                )
-            ).first()
+            old = conn.execute(_OLD_OBJECT, {"bucket_id": bucket.id, "key": obj.key}).first()
             delta = obj.size - (old.size if old else 0)
             if delta > 0:
-                used = conn.execute(
-                    select(func.coalesce(func.sum(buckets.c.bytes_used), 0)).where(
-                        buckets.c.user_id == user_id
-                    )
-                ).scalar_one()
+                used = conn.execute(_USER_BYTES, {"user_id": user_id}).scalar_one()
                 if used + delta > max_bytes:
                     raise QuotaExceeded(
                         f"storage quota exceeded: {used} of {max_bytes} bytes used, "
@@ -193,26 +218,20 @@ class BucketStore:
                 "user_metadata": obj.user_metadata,
             }
             if old is None:
-                conn.execute(insert(objects).values(bucket_id=bucket.id, key=obj.key, **values))
+                conn.execute(_INSERT_OBJECT, {"bucket_id": bucket.id, "key": obj.key, **values})
             else:
-                conn.execute(update(objects).where(objects.c.id == old.id).values(**values))
+                conn.execute(_UPDATE_OBJECT, {"_object_id": old.id, **values})
                 self._doom(conn, [old.blob_id], now)
-            self._keep(conn, [obj.blob_id])
+            self._keep(conn, obj.blob_id)
             conn.execute(
-                update(buckets)
-                .where(buckets.c.id == bucket.id)
-                .values(
-                    bytes_used=buckets.c.bytes_used + delta,
-                    object_count=buckets.c.object_count + (0 if old else 1),
-                )
+                _COUNT_IN_BUCKET,
+                {"_bucket_id": bucket.id, "_bytes": delta, "_objects": 0 if old else 1},
             )
         return old is not None
 
     def get_object(self, bucket: Bucket, key: str) -> StoredObject | None:
         with self.db.read() as conn:
-            row = conn.execute(
-                select(objects).where(objects.c.bucket_id == bucket.id, objects.c.key == key)
-            ).first()
+            row = conn.execute(_GET_OBJECT, {"bucket_id": bucket.id, "key": key}).first()
         return _object(row) if row else None
 
     def delete_objects(self, bucket: Bucket, keys: Sequence[str], now: datetime) -> set[str]:
@@ -364,7 +383,7 @@ class BucketStore:
                     .values(**values)
                 )
                 self._doom(conn, [old], now)
-            self._keep(conn, [part.blob_id])
+            self._keep(conn, part.blob_id)
         return old is not None
 
     def parts(self, upload: Upload) -> list[Part]:
@@ -408,22 +427,19 @@ class BucketStore:
     def _doom(conn: Connection, blob_ids: Iterable[str], due: datetime) -> None:
         rows = [{"blob_id": b, "since": due} for b in blob_ids]
         if rows:
-            conn.execute(insert(doomed_blobs), rows)
+            conn.execute(_DOOM, rows)
 
     @staticmethod
-    def _keep(conn: Connection, blob_ids: Sequence[str]) -> None:
-        conn.execute(delete(doomed_blobs).where(doomed_blobs.c.blob_id.in_(list(blob_ids))))
+    def _keep(conn: Connection, blob_id: str) -> None:
+        """The blob is referenced now: no longer garbage."""
+        conn.execute(_KEEP, {"blob_id": blob_id})
 
     def due(self, now: datetime, limit: int = 1000) -> list[str]:
         """Doomed blobs whose time has come."""
         with self.db.read() as conn:
-            return list(
-                conn.execute(
-                    select(doomed_blobs.c.blob_id).where(doomed_blobs.c.since <= now).limit(limit)
-                ).scalars()
-            )
+            return list(conn.execute(_DUE, {"now": now, "limit": limit}).scalars())
 
     def forget(self, blob_ids: Sequence[str]) -> None:
         if blob_ids:
             with self.db.write() as conn:
-                conn.execute(delete(doomed_blobs).where(doomed_blobs.c.blob_id.in_(blob_ids)))
+                conn.execute(_FORGET, {"blob_ids": list(blob_ids)})
