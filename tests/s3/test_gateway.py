@@ -96,6 +96,12 @@ def test_objects_round_trip_with_metadata_and_ranges(account: Callable[..., Acco
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=name, Key="missing")
     assert _code(exc) == "NoSuchKey"
+    with pytest.raises(ClientError) as exc:  # bucket and key are read together
+        s3.get_object(Bucket=unique_bucket(), Key="empty")
+    assert _code(exc) == "NoSuchBucket" and _status(exc) == 404
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=unique_bucket(), Key="empty")
+    assert _status(exc) == 404
 
 
 def test_keys_with_odd_characters(account: Callable[..., Account]) -> None:

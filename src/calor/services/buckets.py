@@ -98,6 +98,13 @@ class BucketService:
         self.store.doom([blob_id], self.clock() + PENDING_GRACE)
         return blob_id
 
+    def _bucket_and_new_blob(self, user_id: int, bucket_name: str) -> tuple[Bucket, str]:
+        """The bucket an object is written to, and the new blob for it (doomed until its
+        object is committed), in one transaction."""
+        blob_id = f"u{user_id}/{uuid.uuid4().hex}"
+        due = self.clock() + PENDING_GRACE
+        return self.store.get_dooming(user_id, bucket_name, [blob_id], due), blob_id
+
     def put_object(
         self,
         user_id: int,
@@ -109,8 +116,7 @@ class BucketService:
         content_md5: str | None = None,
     ) -> StoredObject:
         check_key(key)
-        bucket = self.store.get(user_id, bucket_name)
-        blob_id = self._new_blob(user_id)
+        bucket, blob_id = self._bucket_and_new_blob(user_id, bucket_name)
         info = self.blobs.put(blob_id, chunks)
         if content_md5 is not None and content_md5 != info.md5_hex:
             self.blobs.delete(blob_id)
@@ -131,8 +137,7 @@ class BucketService:
         return obj
 
     def head_object(self, user_id: int, bucket_name: str, key: str) -> StoredObject:
-        bucket = self.store.get(user_id, bucket_name)
-        obj = self.store.get_object(bucket, key)
+        obj = self.store.find_object(user_id, bucket_name, key)  # one read: bucket and object
         if obj is None:
             raise NoSuchKey(f"object {key!r} does not exist in bucket {bucket_name!r}")
         return obj
@@ -191,8 +196,7 @@ class BucketService:
         """A server-side copy; metadata kept unless new metadata is given (REPLACE)."""
         check_key(key)
         source = self.head_object(user_id, source_bucket, source_key)
-        bucket = self.store.get(user_id, bucket_name)
-        blob_id = self._new_blob(user_id)
+        bucket, blob_id = self._bucket_and_new_blob(user_id, bucket_name)
         info = self.blobs.concat(blob_id, [source.blob_id])
         obj = StoredObject(
             key=key,

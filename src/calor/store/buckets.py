@@ -57,6 +57,26 @@ _COUNT_IN_BUCKET = (
 _GET_OBJECT = select(objects).where(
     objects.c.bucket_id == bindparam("bucket_id"), objects.c.key == bindparam("key")
 )
+# a bucket and one of its objects in one read: the object's columns are NULL when it is missing
+_BUCKET_AND_OBJECT = (
+    select(
+        buckets.c.id.label("bucket_id"),
+        objects.c.key,
+        objects.c.blob_id,
+        objects.c.size,
+        objects.c.etag,
+        objects.c.content_type,
+        objects.c.last_modified,
+        objects.c.user_metadata,
+    )
+    .select_from(
+        buckets.outerjoin(
+            objects,
+            and_(objects.c.bucket_id == buckets.c.id, objects.c.key == bindparam("key")),
+        )
+    )
+    .where(buckets.c.user_id == bindparam("user_id"), buckets.c.name == bindparam("name"))
+)
 _DOOM = insert(doomed_blobs)
 _KEEP = delete(doomed_blobs).where(doomed_blobs.c.blob_id == bindparam("blob_id"))
 _DUE = (
@@ -149,6 +169,18 @@ class BucketStore:
             raise NoSuchBucket(f"bucket {name!r} does not exist")
         return _bucket(row)
 
+    def get_dooming(
+        self, user_id: int, name: str, blob_ids: Iterable[str], due: datetime
+    ) -> Bucket:
+        """``get`` and ``doom`` in one transaction: the bucket a blob about to be written is
+        for, and that blob doomed (nothing doomed when there is no such bucket)."""
+        with self.db.write() as conn:
+            row = self._bucket_row(conn, user_id, name)
+            if row is None:
+                raise NoSuchBucket(f"bucket {name!r} does not exist")
+            self._doom(conn, blob_ids, due)
+        return _bucket(row)
+
     def all(self, user_id: int) -> list[Bucket]:
         with self.db.read() as conn:
             rows = conn.execute(
@@ -233,6 +265,17 @@ class BucketStore:
         with self.db.read() as conn:
             row = conn.execute(_GET_OBJECT, {"bucket_id": bucket.id, "key": key}).first()
         return _object(row) if row else None
+
+    def find_object(self, user_id: int, bucket_name: str, key: str) -> StoredObject | None:
+        """The object ``key`` of the user's bucket, read with its bucket in one query; None
+        when the bucket has no such key, NoSuchBucket when there is no such bucket."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                _BUCKET_AND_OBJECT, {"user_id": user_id, "name": bucket_name, "key": key}
+            ).first()
+        if row is None:
+            raise NoSuchBucket(f"bucket {bucket_name!r} does not exist")
+        return _object(row) if row.blob_id is not None else None
 
     def delete_objects(self, bucket: Bucket, keys: Sequence[str], now: datetime) -> set[str]:
         """Delete these keys (missing ones are fine, as in S3); returns the keys that existed."""
