@@ -308,6 +308,9 @@ def test_multipart_errors_list_parts_and_abort(account: Callable[..., Account]) 
     )
     assert done["ETag"].endswith('-1"')
     assert s3.get_object(Bucket=name, Key="m")["Body"].read() == b"b" * 100
+    # a copy is one part: the MD5 of the whole, though its source's ETag is a multipart one
+    copied = s3.copy_object(Bucket=name, Key="m2", CopySource={"Bucket": name, "Key": "m"})
+    assert copied["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(b"b" * 100).hexdigest()}"'
     with pytest.raises(ClientError) as exc:
         s3.list_parts(Bucket=name, Key="m", UploadId=upload)
     assert _code(exc) == "NoSuchUpload"

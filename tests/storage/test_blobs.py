@@ -312,6 +312,19 @@ def test_concat_edge_cases(store: BlobStore) -> None:
     assert read(store, empty) == b""
 
 
+def test_concat_without_md5(store: BlobStore) -> None:
+    contents = [data(5 * MiB, seed=9), data(1000, seed=10)]
+    parts = [new_id() for _ in contents]
+    for part, content in zip(parts, contents, strict=True):
+        store.put(part, chunked(content))
+    blob_id = new_id()
+    whole = b"".join(contents)
+    assert store.concat(blob_id, parts, md5=False) == BlobInfo(len(whole), "")
+    assert read(store, blob_id) == whole
+    with pytest.raises(BlobNotFound):
+        store.concat(new_id(), [parts[0], new_id()], md5=False)
+
+
 def test_concat_of_a_missing_part_makes_nothing(store: BlobStore) -> None:
     present = new_id()
     store.put(present, chunked(data(5 * MiB)))

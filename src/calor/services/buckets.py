@@ -197,12 +197,15 @@ class BucketService:
         check_key(key)
         source = self.head_object(user_id, source_bucket, source_key)
         bucket, blob_id = self._bucket_and_new_blob(user_id, bucket_name)
-        info = self.blobs.concat(blob_id, [source.blob_id])
+        # a copy is one part, whatever the source was (as in S3): the ETag of a single-part
+        # source is already the MD5 of the content, a multipart one's is not
+        single_part = "-" not in source.etag
+        info = self.blobs.concat(blob_id, [source.blob_id], md5=not single_part)
         obj = StoredObject(
             key=key,
             blob_id=blob_id,
             size=info.size,
-            etag=info.md5_hex,  # a copy is one part, whatever the source was (as in S3)
+            etag=source.etag if single_part else info.md5_hex,
             content_type=content_type or source.content_type,
             last_modified=self.clock(),
             user_metadata=source.user_metadata if user_metadata is None else user_metadata,
@@ -316,7 +319,8 @@ class BucketService:
                     f"at least {MIN_PART_BYTES}"
                 )
         blob_id = self._new_blob(user_id)
-        info = self.blobs.concat(blob_id, [p.blob_id for p in chosen])
+        # the ETag comes from the parts' ETags: no MD5 of the whole object
+        info = self.blobs.concat(blob_id, [p.blob_id for p in chosen], md5=False)
         obj = StoredObject(
             key=key,
             blob_id=blob_id,

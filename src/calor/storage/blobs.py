@@ -23,7 +23,7 @@ MAX_BLOB_ID_BYTES = 255
 @dataclass(frozen=True)
 class BlobInfo:
     size: int
-    md5_hex: str  # MD5 of the content: the S3 ETag of a single-part object
+    md5_hex: str  # MD5 of the content (the S3 ETag of a single-part object); "" if not asked
 
 
 class BlobNotFound(Exception):
@@ -56,9 +56,11 @@ class BlobStore(Protocol):
         """Remove the blob; idempotent: a missing blob is not an error."""
         ...
 
-    def concat(self, blob_id: str, parts: Sequence[str]) -> BlobInfo:
+    def concat(self, blob_id: str, parts: Sequence[str], md5: bool = True) -> BlobInfo:
         """A new blob made of the given blobs in order (multipart upload completion), atomic
-        like put; the parts stay (the caller deletes them). md5 is of the whole content.
+        like put; the parts stay (the caller deletes them). With ``md5`` the info has the MD5
+        of the whole content; without, its md5_hex is "" and no backend reads the content just
+        to hash it (a multipart ETag comes from the parts' ETags, a copy's from its source).
         Raises BlobNotFound (before anything is written) if a part is missing. blob_id may be
         one of the parts. No parts make an empty blob."""
         ...

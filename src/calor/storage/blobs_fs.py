@@ -143,10 +143,10 @@ class FsBlobStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _write(self, path: Path, chunks: Iterable[bytes]) -> BlobInfo:
+    def _write(self, path: Path, chunks: Iterable[bytes], hashed: bool = True) -> BlobInfo:
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=TMP_SUFFIX)
         try:
-            md5 = hashlib.md5(usedforsecurity=False)
+            md5 = hashlib.md5(usedforsecurity=False) if hashed else None
             size = flushed = 0
             hashing: Future[None] | None = None
             # a 1 MiB buffer: small chunks are gathered, chunks of 1 MiB or more written as is
@@ -155,7 +155,9 @@ class FsBlobStore:
                     if hashing is not None:
                         hashing.result()  # MD5 in order, at most one chunk behind
                         hashing = None
-                    if len(chunk) >= OFFLOAD_BYTES and type(chunk) is bytes:  # immutable
+                    if md5 is None:
+                        pass
+                    elif len(chunk) >= OFFLOAD_BYTES and type(chunk) is bytes:  # immutable
                         hashing = _hasher().submit(md5.update, chunk)
                     else:
                         md5.update(chunk)
@@ -179,12 +181,12 @@ class FsBlobStore:
                 os.unlink(tmp_name)
             raise
         _fsync_dir(path.parent)
-        return BlobInfo(size, md5.hexdigest())
+        return BlobInfo(size, md5.hexdigest() if md5 is not None else "")
 
     def put(self, blob_id: str, chunks: Iterable[bytes]) -> BlobInfo:
         return self._write(self.path(blob_id), chunks)
 
-    def concat(self, blob_id: str, parts: Sequence[str]) -> BlobInfo:
+    def concat(self, blob_id: str, parts: Sequence[str], md5: bool = True) -> BlobInfo:
         path = self.path(blob_id)
         sources = [(part, self.path(part)) for part in parts]
         for part, source in sources:  # all there before anything is written
@@ -200,7 +202,7 @@ class FsBlobStore:
                 except FileNotFoundError:  # deleted since the check
                     raise BlobNotFound(part) from None
 
-        return self._write(path, chunks())
+        return self._write(path, chunks(), md5)
 
     # -- reading -------------------------------------------------------------------------
 

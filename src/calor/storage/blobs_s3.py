@@ -141,10 +141,11 @@ class S3BlobStore:
             raise
         return BlobInfo(size, md5.hexdigest())
 
-    def concat(self, blob_id: str, parts: Sequence[str]) -> BlobInfo:
+    def concat(self, blob_id: str, parts: Sequence[str], md5: bool = True) -> BlobInfo:
         """Server-side (CopyObject for one part, UploadPartCopy for several) when S3 allows it,
         that is when every part but the last has at least 5 MiB; else streamed through here
-        like a put. Either way every part is read once to compute the MD5 of the whole."""
+        like a put. With ``md5``, every part is read once more to compute the MD5 of the
+        whole; without, a server-side concat moves no bytes through here."""
         key = self.key(blob_id)
         sources = [(part, self.key(part)) for part in parts]
         heads = [self._head(part, source) for part, source in sources]  # all there, first
@@ -158,13 +159,17 @@ class S3BlobStore:
             and sum(len(_copy_pieces(z)) for _, z, _ in pieces) <= MAX_PARTS
         )
         if not server_side:
-            return self.put(blob_id, self._read_parts(pieces))
-        # hash first: a part that is missing or has changed stops us before anything is made
-        md5 = hashlib.md5(usedforsecurity=False)
-        for chunk in self._read_parts(pieces):
-            md5.update(chunk)
+            info = self.put(blob_id, self._read_parts(pieces))
+            return info if md5 else BlobInfo(info.size, "")
         size = sum(z for _, z, _ in pieces)
-        info = BlobInfo(size, md5.hexdigest())
+        info = BlobInfo(size, "")
+        if md5:
+            # hash first: a part that is missing or has changed stops us before anything is
+            # made (without it, the heads above and CopySourceIfMatch below do)
+            digest = hashlib.md5(usedforsecurity=False)
+            for chunk in self._read_parts(pieces):
+                digest.update(chunk)
+            info = BlobInfo(size, digest.hexdigest())
         if len(pieces) == 1 and size <= MAX_COPY_PART_SIZE:
             source, _, etag = pieces[0]
             try:
