@@ -26,6 +26,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from calor.storage import blobs_fs
 from calor.storage.blobs import CHUNK_SIZE, BlobInfo, BlobNotFound, BlobStore
 from calor.storage.blobs_fs import FsBlobStore
 from calor.storage.blobs_s3 import PART_SIZE, S3BlobStore
@@ -523,6 +524,19 @@ def test_killed_writer_leaves_no_blob_and_sweep_removes_its_leftovers(
 
 
 # -- the filesystem backend underneath ---------------------------------------------------
+
+
+def test_fs_concat_without_kernel_copy(
+    fs_store: FsBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blobs_fs, "_kernel_copy", False)  # a filesystem without it
+    contents = [data(3 * MiB, seed=11), b"", data(10, seed=12)]
+    parts = [new_id() for _ in contents]
+    for part, content in zip(parts, contents, strict=True):
+        fs_store.put(part, [content])
+    blob_id = new_id()
+    assert fs_store.concat(blob_id, parts, md5=False).size == 3 * MiB + 10
+    assert read(fs_store, blob_id) == b"".join(contents)
 
 
 def test_fs_layout(fs_store: FsBlobStore) -> None:

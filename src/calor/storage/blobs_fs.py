@@ -18,12 +18,13 @@ holds its file open, so a blob replaced or deleted meanwhile still reads whole.
 """
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from io import FileIO
 from pathlib import Path
@@ -78,6 +79,28 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     if hasattr(os, "posix_fadvise"):
         with contextlib.suppress(OSError):  # a hint: never worth failing a write over
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+_kernel_copy = hasattr(os, "copy_file_range")
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+def _copy(src: int, dst: int) -> int:
+    """Copy up to WRITEBACK_BYTES from ``src`` to ``dst`` at their offsets (which advance);
+    returns how many, 0 at the end of src. In the kernel where it can be."""
+    global _kernel_copy
+    if _kernel_copy:
+        try:
+            return os.copy_file_range(src, dst, WRITEBACK_BYTES)
+        except OSError as exc:
+            if exc.errno not in _NO_KERNEL_COPY:
+                raise
+            _kernel_copy = False  # not on this filesystem or kernel: by hand from now on
+    data = memoryview(os.read(src, CHUNK_SIZE))
+    written = 0
+    while written < len(data):
+        written += os.write(dst, data[written:])
+    return written
 
 
 def _fsync_dir(path: Path) -> None:
@@ -143,21 +166,41 @@ class FsBlobStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _write(self, path: Path, chunks: Iterable[bytes], hashed: bool = True) -> BlobInfo:
+    def _commit(self, path: Path, fill: Callable[[int], int]) -> int:
+        """Write a new file with ``fill`` (given its descriptor, returns the size written),
+        fsync it and rename it into place at ``path``, durably; returns the size."""
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=TMP_SUFFIX)
         try:
-            md5 = hashlib.md5(usedforsecurity=False) if hashed else None
+            try:
+                size = fill(fd)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:  # into the fan directory: it exists, but in a young store
+                os.replace(tmp_name, path)
+            except FileNotFoundError:  # made durably here (or by hand: removed meanwhile)
+                self._make_dirs(path.parent)
+                os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_dir(path.parent)
+        return size
+
+    def _write(self, path: Path, chunks: Iterable[bytes]) -> BlobInfo:
+        md5 = hashlib.md5(usedforsecurity=False)
+
+        def fill(fd: int) -> int:
             size = flushed = 0
             hashing: Future[None] | None = None
             # a 1 MiB buffer: small chunks are gathered, chunks of 1 MiB or more written as is
-            with open(fd, "wb", buffering=CHUNK_SIZE) as f:
+            with open(fd, "wb", buffering=CHUNK_SIZE, closefd=False) as f:
                 for chunk in chunks:
                     if hashing is not None:
                         hashing.result()  # MD5 in order, at most one chunk behind
                         hashing = None
-                    if md5 is None:
-                        pass
-                    elif len(chunk) >= OFFLOAD_BYTES and type(chunk) is bytes:  # immutable
+                    if len(chunk) >= OFFLOAD_BYTES and type(chunk) is bytes:  # immutable
                         hashing = _hasher().submit(md5.update, chunk)
                     else:
                         md5.update(chunk)
@@ -166,43 +209,58 @@ class FsBlobStore:
                         f.flush()
                         _start_writeback(fd, flushed, size - flushed)
                         flushed = size
-                f.flush()
-                os.fsync(fd)
             if hashing is not None:
                 hashing.result()
-            self._make_dirs(path.parent)
-            try:
-                os.replace(tmp_name, path)
-            except FileNotFoundError:  # a fan directory removed by hand meanwhile
-                self._make_dirs(path.parent)
-                os.replace(tmp_name, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(path.parent)
-        return BlobInfo(size, md5.hexdigest() if md5 is not None else "")
+            return size
+
+        size = self._commit(path, fill)
+        return BlobInfo(size, md5.hexdigest())
 
     def put(self, blob_id: str, chunks: Iterable[bytes]) -> BlobInfo:
         return self._write(self.path(blob_id), chunks)
 
     def concat(self, blob_id: str, parts: Sequence[str], md5: bool = True) -> BlobInfo:
+        """With ``md5`` the parts are read and hashed on their way to the new file; without,
+        the kernel copies them (copy_file_range: no bytes through Python, a reflink where the
+        filesystem has them)."""
         path = self.path(blob_id)
         sources = [(part, self.path(part)) for part in parts]
         for part, source in sources:  # all there before anything is written
             if not source.is_file():
                 raise BlobNotFound(part)
 
-        def chunks() -> Iterator[bytes]:
+        def opened() -> Generator[int]:
             for part, source in sources:
                 try:
-                    with open(source, "rb", buffering=0) as f:
-                        while data := f.read(CHUNK_SIZE):
-                            yield data
+                    src = os.open(source, os.O_RDONLY)
                 except FileNotFoundError:  # deleted since the check
                     raise BlobNotFound(part) from None
+                try:
+                    yield src
+                finally:
+                    os.close(src)
 
-        return self._write(path, chunks(), md5)
+        if md5:
+
+            def chunks() -> Iterator[bytes]:
+                for src in opened():
+                    while data := os.read(src, CHUNK_SIZE):
+                        yield data
+
+            return self._write(path, chunks())
+
+        def fill(fd: int) -> int:
+            size = flushed = 0
+            with contextlib.closing(opened()) as sources_open:
+                for src in sources_open:
+                    while copied := _copy(src, fd):
+                        size += copied
+                        if size - flushed >= WRITEBACK_BYTES:
+                            _start_writeback(fd, flushed, size - flushed)
+                            flushed = size
+            return size
+
+        return BlobInfo(self._commit(path, fill), "")
 
     # -- reading -------------------------------------------------------------------------
 
