@@ -37,10 +37,14 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         max_batch: int = 5000,
         due_snapshots: Callable[[datetime], list[SnapshotPlan]] | None = None,
+        deadlines: Callable[[datetime], list[int]] | None = None,
     ) -> None:
         self.store = store
         self.due_snapshots = due_snapshots
-        self._next_snapshot_check = 0.0
+        # enforces what is due (wall times, queue limits, auto-deletion); returns the
+        # instances to kill
+        self.deadlines = deadlines
+        self._next_timer_check = 0.0
         self.reap = reap
         self.clock = clock
         self.max_batch = max_batch
@@ -161,13 +165,18 @@ class Engine:
                         self.clock(),
                     )
 
-    def _periodic_snapshots(self) -> None:
-        """Looked for at most once a second: intervals are whole seconds."""
-        if self.due_snapshots is None or time.monotonic() < self._next_snapshot_check:
+    def _timers(self) -> None:
+        """Looked at once a second at most: snapshot intervals and deadlines are whole
+        seconds."""
+        if time.monotonic() < self._next_timer_check:
             return
-        self._next_snapshot_check = time.monotonic() + 1.0
-        for plan in self.due_snapshots(self.clock()):
-            self.snapshot(plan)
+        self._next_timer_check = time.monotonic() + 1.0
+        now = self.clock()
+        if self.due_snapshots is not None:
+            for plan in self.due_snapshots(now):
+                self.snapshot(plan)
+        if self.deadlines is not None:
+            self.abort(self.deadlines(now))
 
     def _loop(self) -> None:
         assert self.executor is not None
@@ -179,7 +188,7 @@ class Engine:
                     pass
                 if self._stopping.is_set():
                     break
-                self._periodic_snapshots()
+                self._timers()
                 free = self.executor.free_cores()
                 if free > 0:
                     jobs = self.store.claim(free, self.executor.total_cores, self.clock())

@@ -22,6 +22,7 @@ from calor.runner.instance import InstanceRunner
 from calor.runner.runtime import Runtime
 from calor.scheduler import Engine
 from calor.services.buckets import BucketService
+from calor.services.jobs import JobService
 from calor.services.platform import HostInfo, Platform
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
@@ -31,8 +32,10 @@ from calor.storage.blobs_fs import FsBlobStore
 from calor.storage.gateway import create_gateway
 from calor.storage.local_access import ServiceObjects
 from calor.store.buckets import BucketStore
+from calor.store.deadlines import DeadlineStore
 from calor.store.engine import Database, sqlite_url
 from calor.store.execution import ExecutionStore
+from calor.store.jobs import JobStore
 from calor.store.logs import LogStore
 from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
@@ -159,7 +162,12 @@ def build_server(settings: Settings) -> Server:
         raise ValueError(f"executor must be local or dask, not {settings.executor!r}")
     db = open_database(settings)
     snapshots = SnapshotStore(db)
-    engine = Engine(ExecutionStore(db), reap_leftover, due_snapshots=snapshots.due)
+    engine = Engine(
+        ExecutionStore(db),
+        reap_leftover,
+        due_snapshots=snapshots.due,
+        deadlines=DeadlineStore(db).run,
+    )
     data_dir = settings.data_dir.resolve()
     buckets = BucketService(BucketStore(db), build_blob_store(settings, data_dir), settings.limits)
     objects = ServiceObjects(buckets)
@@ -172,6 +180,7 @@ def build_server(settings: Settings) -> Server:
         snapshots=snapshots,
         bucket_exists=objects.exists,
     )
+    jobs = JobService(JobStore(db), tasks, settings.limits, engine)
     executor: Executor
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
@@ -196,6 +205,7 @@ def build_server(settings: Settings) -> Server:
         users=users,
         tasks=tasks,
         buckets=buckets,
+        jobs=jobs,
         host=host_info(executor.total_cores),
         executor_receive=receive,
         cluster=cluster,

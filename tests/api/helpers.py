@@ -1,5 +1,6 @@
 """Small helpers shared by the API tests (the fixtures live in tests/conftest.py)."""
 
+import random
 import re
 import uuid as uuidlib
 from collections.abc import Iterable
@@ -25,6 +26,12 @@ RUNNING = {
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuidlib.uuid4().hex[:10]}"
+
+
+def sleeper() -> tuple[str, str]:
+    """A long command with a unique marker in its command line, and the marker."""
+    marker = f"59.{random.randrange(10**8):08d}"
+    return f"sleep {marker}", marker
 
 
 def assert_error(r: httpx.Response, status: int, *words: str) -> str:

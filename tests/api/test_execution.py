@@ -2,7 +2,6 @@
 progress, cores and live counts. The machine has 2 cores, so tasks are short and the
 ``reaper`` fixture stops leftovers after each test."""
 
-import random
 import re
 from pathlib import Path
 
@@ -13,18 +12,13 @@ from tests.api.helpers import (
     assert_error,
     get,
     processes_with,
+    sleeper,
     submit,
     uuids,
     wait_executing,
     wait_task,
 )
 from tests.conftest import task_body, wait_final, wait_for
-
-
-def sleeper() -> tuple[str, str]:
-    """A long command with a unique marker in its command line, and the marker."""
-    marker = f"59.{random.randrange(10**8):08d}"
-    return f"sleep {marker}", marker
 
 
 def test_abort_running_task(reaper: httpx.Client) -> None:

@@ -103,7 +103,6 @@ BAD_BODIES = [
     ),
     pytest.param(_body(hardwareConstraints={"a": 1}), ["hardwareConstraints"], id="hc-object"),
     pytest.param(_body(poolUuid="no-such-pool"), ["no-such-pool"], id="unknown-pool"),
-    pytest.param(_body(jobUuid="no-such-job"), ["no-such-job"], id="unknown-job"),
     pytest.param(_body(name="bad\x00name"), ["NUL"], id="name-nul"),
     pytest.param(_body(tags=["a\x00b"]), ["NUL"], id="tag-nul"),
     pytest.param(_body(projectUuid="p\x00"), ["NUL"], id="project-nul"),
@@ -116,6 +115,12 @@ def test_create_rejects_bad_fields(
 ) -> None:
     before = task_count(client)
     assert_error(client.post("/tasks", json=body), 400, *words)
+    assert task_count(client) == before
+
+
+def test_unknown_job_is_404(client: httpx.Client) -> None:
+    before = task_count(client)
+    assert_error(client.post("/tasks", json=_body(jobUuid="no-such-job")), 404, "no-such-job")
     assert task_count(client) == before
 
 

@@ -1,10 +1,11 @@
 """Request-scoped helpers shared by the routes: the platform, the caller, bodies, responses."""
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from calor.domain.errors import BadRequest
@@ -43,3 +44,17 @@ def json_response(value: Any, status: int = 200) -> Response:
 
 def text_response(value: str) -> Response:
     return Response(value, media_type="text/plain; charset=utf-8")
+
+
+def json_array_response(items: Iterator[Any]) -> Response:
+    """A JSON array streamed as its items are read (long lists never sit in memory whole)."""
+
+    def body() -> Iterator[bytes]:
+        yield b"["
+        first = True
+        for item in items:
+            yield (b"" if first else b",") + orjson.dumps(item)
+            first = False
+        yield b"]"
+
+    return StreamingResponse(body(), media_type="application/json")

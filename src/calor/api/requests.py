@@ -28,6 +28,13 @@ class Lenient(BaseModel):
         return lower_keys(value)
 
 
+def check_tags(tags: list[str] | None) -> list[str] | None:
+    for tag in tags or []:
+        if not tag or len(tag) > 255:
+            raise ValueError("each tag must be 1 to 255 characters long")
+    return tags
+
+
 class KeyValue(Lenient):
     key: str = Field(min_length=1, max_length=1024)
     value: str | None = Field(default="", max_length=1_000_000)
@@ -89,10 +96,7 @@ class TaskBody(Lenient):
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: list[str] | None) -> list[str] | None:
-        for tag in tags or []:
-            if not tag or len(tag) > 255:
-                raise ValueError("each tag must be 1 to 255 characters long")
-        return tags
+        return check_tags(tags)
 
     @field_validator("labels")
     @classmethod
@@ -100,6 +104,25 @@ class TaskBody(Lenient):
         if labels is not None and len(labels) > 1000:
             raise ValueError("at most 1000 labels")
         return labels
+
+
+class JobBody(Lenient):
+    name: str = Field(min_length=1, max_length=255)
+    shortname: str | None = Field(default=None, min_length=1, max_length=255)
+    pool_uuid: str | None = Field(default=None, max_length=64)
+    # the SDK sends "" on create; the server decides the state
+    state: str | None = None
+    tags: list[str] | None = Field(default=None, max_length=1000)
+    use_dependencies: bool | None = None
+    max_wall_time: str | None = Field(default=None, max_length=64)
+    auto_delete_on_completion: bool | None = None
+    completion_time_to_live: str | None = Field(default=None, max_length=64)
+    labels: dict[str, str] | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        return check_tags(tags)
 
 
 class PageBody(Lenient):
@@ -113,6 +136,17 @@ class SearchBody(Lenient):
     select: dict[str, Any] | list[str] | None = None
     maximum_results: int | None = None
 
+    def fields(self) -> list[str] | None:
+        """The fields ``select`` keeps (``["a"]`` or ``{"fields": ["a"]}``); None: all."""
+        if isinstance(self.select, list):
+            return [str(f) for f in self.select]
+        if isinstance(self.select, dict):
+            raw = {str(k).lower(): v for k, v in self.select.items()}.get("fields")
+            if raw is not None and not isinstance(raw, list):
+                raise BadRequest("select.fields must be an array of field names")
+            return [str(f) for f in raw] if raw else None
+        return None
+
 
 _WIRE_NAMES = {"resultscachettlsec": "ResultsCacheTTLSec"}
 
@@ -121,7 +155,7 @@ def _wire_name(alias: str) -> str:
     """The camelCase key a client sent, for messages (aliases are lower case)."""
     if alias in _WIRE_NAMES:
         return _WIRE_NAMES[alias]
-    for model in (TaskBody, RetrySettings, KeyValue, PageBody, SearchBody):
+    for model in (TaskBody, JobBody, RetrySettings, KeyValue, PageBody, SearchBody):
         for name in model.model_fields:
             if _alias(name) == alias:
                 head, *rest = name.split("_")

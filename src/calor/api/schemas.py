@@ -10,10 +10,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from calor.api.requests import TaskBody
+from calor.api.requests import JobBody, TaskBody
 from calor.api.wire import fmt_date, fmt_timespan, parse_timespan
+from calor.domain.dependencies import parse_dependencies, to_wire
 from calor.domain.errors import BadRequest
 from calor.domain.hardware import requirements
+from calor.domain.job import JobRecord, JobSpec
 from calor.domain.profiles import PROFILES
 from calor.domain.ranges import format_ranges, parse_ranges
 from calor.domain.states import ACTIVE_INSTANCE_STATES, FINAL_INSTANCE_STATES, InstanceState
@@ -29,8 +31,6 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
     profile = body.profile or DEFAULT_PROFILE
     if body.pool_uuid:
         raise BadRequest(f"pool {body.pool_uuid!r} not found")
-    if body.job_uuid:
-        raise BadRequest(f"job {body.job_uuid!r} not found")
     if profile not in PROFILES:
         known = ", ".join(sorted(PROFILES))
         raise BadRequest(f"profile {profile!r} does not exist; use one of: {known}")
@@ -46,13 +46,8 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
             raise BadRequest(f"instanceCount must be at most {max_instances}")
         ids = list(range(body.instance_count))
         ranges = None
-    if body.completion_time_to_live is not None:
-        try:
-            parse_timespan(body.completion_time_to_live)
-        except ValueError:
-            raise BadRequest(
-                f"completionTimeToLive {body.completion_time_to_live!r} must look like hh:mm:ss"
-            ) from None
+    ttl = _timespan("completionTimeToLive", body.completion_time_to_live) or 0.0
+    dependencies = parse_dependencies(body.dependencies)
     hardware = body.hardware_constraints or []
     retry = body.retry_settings
     per_instance = retry.max_per_instance_retries if retry else None
@@ -66,7 +61,6 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         "forcedConstants": body.forced_constants or [],
         "labels": body.labels or {},
         "tags": list(dict.fromkeys(body.tags or [])),
-        "dependencies": body.dependencies or {"dependsOn": []},
         "advancedResourceBuckets": body.advanced_resource_buckets or [],
         "resourceBuckets": body.resource_buckets or [],
         "resultsCacheTTLSec": body.results_cache_ttl_sec,
@@ -101,10 +95,67 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         cores=requirements(hardware).cores,
         max_per_instance_retries=per_instance,
         max_total_retries=total,
+        job_uuid=body.job_uuid,
         project_uuid=body.project_uuid,
         result_bucket=body.result_bucket,
         document=document,
+        dependencies=dependencies,
+        max_queue_sec=body.max_time_queue_seconds or None,
+        completion_ttl_sec=ttl if body.auto_delete_on_completion else None,
     )
+
+
+def _timespan(name: str, text: str | None) -> float | None:
+    """A ``[d.]hh:mm:ss`` field in seconds (None when absent); a 400 says the format."""
+    if text is None or text == "":
+        return None
+    try:
+        return parse_timespan(text)
+    except ValueError:
+        raise BadRequest(f"{name} {text!r} must look like hh:mm:ss or d.hh:mm:ss") from None
+
+
+def job_spec(body: JobBody) -> JobSpec:
+    if body.pool_uuid:
+        raise BadRequest(f"pool {body.pool_uuid!r} not found")
+    wall = _timespan("maxWallTime", body.max_wall_time)
+    ttl = _timespan("completionTimeToLive", body.completion_time_to_live)
+    return JobSpec(
+        name=body.name,
+        shortname=body.shortname,
+        pool_uuid=body.pool_uuid,
+        tags=tuple(dict.fromkeys(body.tags or [])),
+        use_dependencies=bool(body.use_dependencies),
+        max_wall_time_sec=wall or None,
+        auto_delete=bool(body.auto_delete_on_completion),
+        completion_ttl_sec=ttl or 0.0,
+        document={
+            "maxWallTime": fmt_timespan(wall) if wall else None,
+            "autoDeleteOnCompletion": bool(body.auto_delete_on_completion),
+            "completionTimeToLive": fmt_timespan(ttl or 0.0),
+            "labels": body.labels or {},
+        },
+    )
+
+
+def job_json(j: JobRecord) -> dict[str, Any]:
+    """Contract §6; maxWallTime without fractions (the SDK misreads them)."""
+    return {
+        "uuid": j.uuid,
+        "name": j.name,
+        "shortname": j.shortname,
+        "poolUuid": j.pool_uuid,
+        "state": j.state.value,
+        "previousState": j.previous_state.value,
+        "stateTransitionTime": fmt_date(j.state_transition_time),
+        "previousStateTransitionTime": fmt_date(j.previous_state_transition_time),
+        "creationDate": fmt_date(j.creation_date),
+        "lastModified": fmt_date(j.last_modified),
+        "endDate": fmt_date(j.end_date),
+        "useDependencies": j.use_dependencies,
+        "tags": j.tags,
+        **j.document,
+    }
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -314,7 +365,6 @@ _ECHOED = (
     "targetedReservationName",
     "forcedNetworkRules",
     "secretsAccessRights",
-    "dependencies",
 )
 
 
@@ -335,6 +385,11 @@ def task_full(t: TaskRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     out["tags"] = t.tags
     for key in _ECHOED:
         out[key] = t.document.get(key)
+    out["dependencies"] = (
+        to_wire(t.dependencies, t.dependency_state)
+        if t.dependency_state
+        else {"dependsOn": [], "advancedDependsOn": [], "state": None}
+    )
     if t.document.get("resultsCacheTTLSec") is not None:
         out["ResultsCacheTTLSec"] = t.document["resultsCacheTTLSec"]
     instance_errors = [

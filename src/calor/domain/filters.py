@@ -67,6 +67,22 @@ TASK_FIELDS: dict[str, Kind] = {
     "PreviousStateTransitionTime": Kind.DATE,
 }
 
+# Filterable job fields
+JOB_FIELDS: dict[str, Kind] = {
+    "Uuid": Kind.TEXT,
+    "Name": Kind.TEXT,
+    "Shortname": Kind.TEXT,
+    "PoolUuid": Kind.TEXT,
+    "State": Kind.TEXT,
+    "PreviousState": Kind.TEXT,
+    "Tags": Kind.TAGS,
+    "CreationDate": Kind.DATE,
+    "EndDate": Kind.DATE,
+    "LastModified": Kind.DATE,
+    "StateTransitionTime": Kind.DATE,
+    "PreviousStateTransitionTime": Kind.DATE,
+}
+
 FilterValue = str | int | float | datetime
 
 

@@ -11,6 +11,8 @@ from calor.domain.errors import Conflict
 
 
 class InstanceState(StrEnum):
+    # held until the task's dependencies are met (a job with useDependencies)
+    WAITING = "Waiting"
     QUEUED = "Queued"
     DISPATCHED = "Dispatched"
     EXECUTING = "Executing"
@@ -42,8 +44,13 @@ FINAL_TASK_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.C
 
 # Each allowed move, with the failure it exists to allow (or to prevent, by absence).
 INSTANCE_TRANSITIONS: Mapping[InstanceState, frozenset[InstanceState]] = {
-    # queued work is handed to an executor, or cancelled before it ever runs
-    InstanceState.QUEUED: frozenset({InstanceState.DISPATCHED, InstanceState.CANCELLED}),
+    # dependencies met (→ Queued), or never to be met, or the task aborted (→ Cancelled)
+    InstanceState.WAITING: frozenset({InstanceState.QUEUED, InstanceState.CANCELLED}),
+    # queued work is handed to an executor, cancelled before it ever runs, or fails when it
+    # waited longer than maxTimeQueueSeconds for resources
+    InstanceState.QUEUED: frozenset(
+        {InstanceState.DISPATCHED, InstanceState.CANCELLED, InstanceState.FAILURE}
+    ),
     # a dispatched instance may never start (runtime missing → Failure), may be retried
     # (→ Queued) when its executor is lost, or cancelled
     InstanceState.DISPATCHED: frozenset(
@@ -128,3 +135,17 @@ def should_retry(
     if attempts - 1 >= per_instance:
         return False
     return max_total is None or retries_used_by_task < max_total
+
+
+# Instances that have not been handed to an executor yet (an abort cancels them at once)
+PENDING_INSTANCE_STATES = frozenset({InstanceState.WAITING, InstanceState.QUEUED})
+
+
+class JobState(StrEnum):
+    """Contract §4.4: a job takes tasks while Active; terminate (or maxWallTime) aborts what
+    is left and it is Completed once every task has ended."""
+
+    ACTIVE = "Active"
+    TERMINATING = "Terminating"
+    COMPLETED = "Completed"
+    DELETING = "Deleting"

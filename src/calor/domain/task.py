@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from calor.domain.dependencies import Dependency, DependencyState
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_INSTANCE_STATES,
@@ -32,6 +33,12 @@ class TaskSpec:
     result_bucket: str | None = None
     # the submitted fields that calor echoes back unchanged in the full task object
     document: dict[str, Any] = field(default_factory=dict)
+    # tasks of the same job it waits for (its job must have useDependencies)
+    dependencies: tuple[Dependency, ...] = ()
+    # maxTimeQueueSeconds (None or 0: no limit)
+    max_queue_sec: int | None = None
+    # autoDeleteOnCompletion: deleted this long after it ends (None: kept)
+    completion_ttl_sec: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,10 @@ class TaskRecord:
     tags: list[str] = field(default_factory=list)
     instances: list[InstanceRecord] = field(default_factory=list)
     snapshot_interval: int = 0
+    dependency_state: DependencyState | None = None
+    # each dependency with its task's state (None while unknown) and whether it still exists;
+    # loaded with the full task
+    dependencies: list[tuple[Dependency, TaskState | None, bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

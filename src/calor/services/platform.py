@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calor.services.buckets import BucketService
+from calor.services.jobs import JobService
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
 from calor.settings import Settings
@@ -24,6 +25,7 @@ class Platform:
     users: UserService
     tasks: TaskService
     buckets: BucketService
+    jobs: JobService
     host: HostInfo
     # with a remote executor (Dask): its side of the worker channel, and a view of the cluster
     executor_receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None

@@ -38,6 +38,12 @@ def decode_token(token: str | None) -> int:
         raise BadRequest(f"token {token!r} is not a page token issued by this server") from None
 
 
+def page_size(limits: Limits, requested: int | None) -> int:
+    if requested is None or requested <= 0:
+        return limits.page_default
+    return min(requested, limits.page_max)
+
+
 @dataclass(frozen=True)
 class Page:
     tasks: list[TaskRecord]
@@ -146,16 +152,11 @@ class TaskService:
     def delete(self, user_id: int, key: str) -> None:
         self.control.abort(self.tasks.delete(user_id, key, self.clock()))
 
-    def page_size(self, requested: int | None) -> int:
-        if requested is None or requested <= 0:
-            return self.limits.page_default
-        return min(requested, self.limits.page_max)
-
     def page(
         self, user_id: int, flt: Filter | None, token: str | None, size: int | None, full: bool
     ) -> Page:
         after = decode_token(token)
-        records, more = self.tasks.page(user_id, flt, after, self.page_size(size), full)
+        records, more = self.tasks.page(user_id, flt, after, page_size(self.limits, size), full)
         next_token = encode_token(records[-1].id) if more and records else None
         return Page(records, token, next_token)
 
@@ -164,11 +165,14 @@ class TaskService:
         records, _ = self.tasks.page(user_id, flt, 0, min(limit, self.limits.page_max), True)
         return records
 
-    def iterate(self, user_id: int, flt: Filter | None, full: bool) -> Iterator[TaskRecord]:
-        """Every matching task, fetched a page at a time (for the unpaginated list endpoints)."""
+    def iterate(
+        self, user_id: int, flt: Filter | None, full: bool, job_id: int | None = None
+    ) -> Iterator[TaskRecord]:
+        """Every matching task (of one job, if given), fetched a page at a time (for the
+        unpaginated list endpoints)."""
         after = 0
         while True:
-            records, more = self.tasks.page(user_id, flt, after, 500, full)
+            records, more = self.tasks.page(user_id, flt, after, 500, full, job_id)
             yield from records
             if not more or not records:
                 return

@@ -1,12 +1,14 @@
-"""Turns a domain filter tree into a SQL condition on the tasks table (indexed columns only)."""
+"""Turns a domain filter tree into a SQL condition on the tasks or jobs table (indexed columns
+only)."""
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
 
 from calor.domain.filters import Filter, Kind, Leaf, Op
-from calor.store.tables import task_tags, tasks
+from calor.store.tables import job_tags, jobs, task_tags, tasks
 
 COLUMNS: dict[str, Any] = {
     "Uuid": tasks.c.uuid,
@@ -32,6 +34,34 @@ COLUMNS: dict[str, Any] = {
     "PreviousStateTransitionTime": tasks.c.previous_state_transition_time,
 }
 
+JOB_COLUMNS: dict[str, Any] = {
+    "Uuid": jobs.c.uuid,
+    "Name": jobs.c.name,
+    "Shortname": jobs.c.shortname,
+    "PoolUuid": jobs.c.pool_uuid,
+    "State": jobs.c.state,
+    "PreviousState": jobs.c.previous_state,
+    "CreationDate": jobs.c.creation_date,
+    "EndDate": jobs.c.end_date,
+    "LastModified": jobs.c.last_modified,
+    "StateTransitionTime": jobs.c.state_transition_time,
+    "PreviousStateTransitionTime": jobs.c.previous_state_transition_time,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a filter applies to: the filterable columns, and how a row's tags are found."""
+
+    columns: dict[str, Any]
+    tag: Any  # the tag column of the tags table
+    owner: Any  # its column naming the row
+    row_id: Any  # the row's id in the main table
+
+
+TASKS = Target(COLUMNS, task_tags.c.tag, task_tags.c.task_id, tasks.c.id)
+JOBS = Target(JOB_COLUMNS, job_tags.c.tag, job_tags.c.job_id, jobs.c.id)
+
 _LITERAL_PREFIX = re.compile(r"^\^((?:[^\\.^$*+?()[\]{}|]|\\.)*)$")
 
 
@@ -51,12 +81,11 @@ def _regex(column: Any, pattern: str) -> ColumnElement[bool]:
     return column.regexp_match(pattern)  # type: ignore[no-any-return]
 
 
-def _has_tag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(select(task_tags.c.task_id).where(task_tags.c.task_id == tasks.c.id, condition))
+def _tags_leaf(leaf: Leaf, target: Target) -> ColumnElement[bool]:
+    def _has_tag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        return exists(select(target.owner).where(target.owner == target.row_id, condition))
 
-
-def _tags_leaf(leaf: Leaf) -> ColumnElement[bool]:
-    tag = task_tags.c.tag
+    tag = target.tag
     values = [str(v) for v in leaf.values]
     if leaf.op is Op.EQUAL:
         return _has_tag(tag == values[0])
@@ -69,10 +98,10 @@ def _tags_leaf(leaf: Leaf) -> ColumnElement[bool]:
     return _has_tag(_regex(tag, values[0]))
 
 
-def _leaf(leaf: Leaf) -> ColumnElement[bool]:
+def _leaf(leaf: Leaf, target: Target) -> ColumnElement[bool]:
     if leaf.kind is Kind.TAGS:
-        return _tags_leaf(leaf)
-    column = COLUMNS[leaf.field]
+        return _tags_leaf(leaf, target)
+    column = target.columns[leaf.field]
     value = leaf.values[0] if leaf.values else None
     match leaf.op:
         case Op.EQUAL:
@@ -96,10 +125,10 @@ def _leaf(leaf: Leaf) -> ColumnElement[bool]:
     raise AssertionError(leaf.op)
 
 
-def to_sql(node: Filter) -> ColumnElement[bool]:
+def to_sql(node: Filter, target: Target = TASKS) -> ColumnElement[bool]:
     if isinstance(node, Leaf):
-        return _leaf(node)
-    parts = [to_sql(child) for child in node.children]
+        return _leaf(node, target)
+    parts = [to_sql(child, target) for child in node.children]
     if node.conjunction == "And":
         return and_(true(), *parts)
     return or_(false(), *parts)

@@ -1,13 +1,15 @@
 """Rows to domain records, and the recomputation of a task's derived fields."""
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select, update
 
+from calor.domain.dependencies import Dependency, DependencyState
 from calor.domain.states import FINAL_TASK_STATES, InstanceState, TaskState
 from calor.domain.task import InstanceRecord, TaskRecord, derive
+from calor.store.settle import after_end
 from calor.store.tables import instances, task_tags, tasks
 
 INSTANCE_COLUMNS = (
@@ -41,6 +43,8 @@ _DERIVE_INPUTS = select(
     tasks.c.state_transition_time,
     tasks.c.cancel_requested,
     tasks.c.cores,
+    tasks.c.job_id,
+    tasks.c.completion_ttl_sec,
 ).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
 # executemany: the SET clause is taken from the parameters' keys
 _UPDATE_TASK = update(tasks).where(tasks.c.id == bindparam("_task_id"))
@@ -66,7 +70,10 @@ def instance_record(row: Any) -> InstanceRecord:
 
 
 def task_record(
-    row: Row[Any], tags: list[str] | None = None, insts: list[InstanceRecord] | None = None
+    row: Row[Any],
+    tags: list[str] | None = None,
+    insts: list[InstanceRecord] | None = None,
+    deps: list[tuple[Dependency, TaskState | None, bool]] | None = None,
 ) -> TaskRecord:
     return TaskRecord(
         id=row.id,
@@ -99,6 +106,8 @@ def task_record(
         tags=tags or [],
         instances=insts or [],
         snapshot_interval=row.snapshot_interval,
+        dependency_state=DependencyState(row.dependency_state) if row.dependency_state else None,
+        dependencies=deps or [],
     )
 
 
@@ -126,11 +135,22 @@ def recompute(conn: Connection, task_ids: Iterable[int], now: datetime) -> None:
     """Re-derive state, progress, counts and times of these tasks from their instances.
 
     Called in the same transaction as the instance change, so a task's stored state is
-    never behind its instances once the change is committed.
+    never behind its instances once the change is committed. Tasks that end release or
+    cancel the tasks waiting on them, which are re-derived in turn.
     """
+    pending = set(task_ids)
+    while pending:
+        pending = after_end(conn, _recompute_once(conn, pending, now), now)
+
+
+def _recompute_once(
+    conn: Connection, task_ids: Iterable[int], now: datetime
+) -> dict[int, int | None]:
+    """The derivation itself; returns the tasks that just ended, with their job ids."""
+    ended: dict[int, int | None] = {}
     ids = sorted(set(task_ids))
     if not ids:
-        return
+        return ended
     insts = load_instances(conn, ids)
     # one executemany per shape of SET clause: with or without a state change
     updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
@@ -148,14 +168,20 @@ def recompute(conn: Connection, task_ids: Iterable[int], now: datetime) -> None:
         }
         changed = d.state != row.state
         if changed:
+            final = d.state in FINAL_TASK_STATES
+            ttl = row.completion_ttl_sec
             values.update(
                 state=d.state.value,
                 previous_state=row.state,
                 previous_state_transition_time=row.state_transition_time,
                 state_transition_time=now,
-                end_date=now if d.state in FINAL_TASK_STATES else None,
+                end_date=now if final else None,
+                delete_due=now + timedelta(seconds=ttl) if final and ttl is not None else None,
             )
+            if final:
+                ended[row.id] = row.job_id
         updates[changed].append(values)
     for params in updates.values():
         if params:
             conn.execute(_UPDATE_TASK, params)
+    return ended

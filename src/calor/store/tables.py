@@ -79,11 +79,28 @@ tasks = Table(
     Column("snapshot_interval", Integer, nullable=False, server_default="0"),
     Column("snapshot_due", DateTime),
     Column("snapshot_config", JSON),
+    # the job it belongs to (its uuid is job_uuid); deleting a job deletes its tasks (in
+    # store/jobs.py, which keeps users.task_count in step, so no cascade here)
+    Column("job_id", Id),
+    # dependencies (a job with useDependencies): null when it has none, else the
+    # domain.dependencies.DependencyState value
+    Column("dependency_state", String(40)),
+    # maxTimeQueueSeconds: instances never dispatched by queue_due fail (null: no deadline);
+    # the clock starts when the instances are queued (after the dependencies are met)
+    Column("max_queue_sec", Integer),
+    Column("queue_due", DateTime),
+    # autoDeleteOnCompletion: the task is deleted this long after it ends (null: never) and
+    # once it has ended, when (delete_due)
+    Column("completion_ttl_sec", Float),
+    Column("delete_due", DateTime),
     Index("ix_tasks_user_id_id", "user_id", "id"),
     Index("ix_tasks_user_state_id", "user_id", "state", "id"),
     Index("ix_tasks_user_shortname", "user_id", "shortname", unique=True),
     Index("ix_tasks_user_name_id", "user_id", "name", "id"),
     Index("ix_tasks_snapshot_due", "snapshot_due"),
+    Index("ix_tasks_job_id_id", "job_id", "id"),
+    Index("ix_tasks_queue_due", "queue_due"),
+    Index("ix_tasks_delete_due", "delete_due"),
     # never reuse an id: pagination tokens are ids
     sqlite_autoincrement=True,
 )
@@ -112,6 +129,60 @@ task_tags = Table(
     Column("tag", String(255), primary_key=True),
     Column("user_id", Id, nullable=False),
     Index("ix_task_tags_user_tag_task", "user_id", "tag", "task_id"),
+)
+
+# what each task of a job waits for; depends_on_id is no foreign key: a dependency may be
+# deleted before its dependants settle, which makes them unfulfillable, not invalid
+task_dependencies = Table(
+    "task_dependencies",
+    metadata,
+    Column("task_id", Id, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("depends_on_id", Id, primary_key=True),
+    Column("depends_on_uuid", String(36), nullable=False),
+    # lower-case final states accepted (null: any), and whether it came from advancedDependsOn
+    Column("conditions", JSON),
+    Column("advanced", Boolean, nullable=False),
+    Column("position", Integer, nullable=False),
+    Index("ix_task_dependencies_depends_on", "depends_on_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("shortname", String(255), nullable=False),
+    Column("pool_uuid", String(36)),
+    Column("state", String(32), nullable=False),
+    Column("previous_state", String(32), nullable=False),
+    Column("creation_date", DateTime, nullable=False),
+    Column("state_transition_time", DateTime, nullable=False),
+    Column("previous_state_transition_time", DateTime, nullable=False),
+    Column("last_modified", DateTime, nullable=False),
+    Column("end_date", DateTime),
+    Column("use_dependencies", Boolean, nullable=False),
+    # maxWallTime: the job is terminated at wall_due (null: never)
+    Column("wall_due", DateTime),
+    # autoDeleteOnCompletion: deleted completion_ttl_sec after it completes, at delete_due
+    Column("completion_ttl_sec", Float),
+    Column("delete_due", DateTime),
+    Column("document", JSON, nullable=False),
+    Index("ix_jobs_user_id_id", "user_id", "id"),
+    Index("ix_jobs_user_shortname", "user_id", "shortname", unique=True),
+    Index("ix_jobs_wall_due", "wall_due"),
+    Index("ix_jobs_delete_due", "delete_due"),
+    sqlite_autoincrement=True,
+)
+
+job_tags = Table(
+    "job_tags",
+    metadata,
+    Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(255), primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Index("ix_job_tags_user_tag_job", "user_id", "tag", "job_id"),
 )
 
 instances = Table(

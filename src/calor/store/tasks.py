@@ -3,30 +3,35 @@
 import uuid as uuidlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
+from calor.domain.dependencies import DependencyState
 from calor.domain.errors import BadRequest, CalorError, Conflict, Forbidden, NotFound
 from calor.domain.filters import Filter
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_TASK_STATES,
+    PENDING_INSTANCE_STATES,
     InstanceState,
+    JobState,
     TaskState,
 )
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.store.engine import Database
 from calor.store.filter_sql import to_sql
 from calor.store.records import load_instances, load_tags, recompute, task_record
-from calor.store.tables import instances, task_tags, tasks, users
+from calor.store.settle import load_dependencies, settle, settle_dependants
+from calor.store.tables import instances, jobs, task_dependencies, task_tags, tasks, users
 
 _FINAL = [s.value for s in FINAL_TASK_STATES]
 # the non-final states as an IN list: a range on ix_tasks_user_state_id, where NOT IN scans
 _NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 _ACTIVE_INSTANCES = [s.value for s in ACTIVE_INSTANCE_STATES]
+_PENDING_INSTANCES = [s.value for s in PENDING_INSTANCE_STATES]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,72 @@ def executing_rows(conn: Connection, task_ids: list[int]) -> dict[int, list[int]
     ):
         found.setdefault(task_id, []).append(row_id)
     return found
+
+
+def abort_task(conn: Connection, task_id: int, now: datetime) -> list[int]:
+    """Mark the task cancelled; instances not yet handed to an executor end now, active ones
+    are returned to kill."""
+    state = conn.execute(select(tasks.c.state).where(tasks.c.id == task_id)).scalar()
+    if state is None or state in _FINAL:  # gone (deleted meanwhile) or already ended
+        return []
+    conn.execute(update(tasks).where(tasks.c.id == task_id).values(cancel_requested=True))
+    conn.execute(
+        update(instances)
+        .where(instances.c.task_id == task_id, instances.c.state.in_(_PENDING_INSTANCES))
+        .values(state=InstanceState.CANCELLED.value, ended_at=now)
+    )
+    active = list(
+        conn.execute(
+            select(instances.c.id).where(
+                instances.c.task_id == task_id, instances.c.state.in_(_ACTIVE_INSTANCES)
+            )
+        ).scalars()
+    )
+    recompute(conn, [task_id], now)
+    return active
+
+
+def delete_tasks(conn: Connection, user_id: int, task_ids: list[int], now: datetime) -> list[int]:
+    """Abort (if running), then delete these tasks of the user; returns instances to kill."""
+    active: list[int] = []
+    for task_id in task_ids:
+        active += abort_task(conn, task_id, now)
+    if task_ids:
+        gone = conn.execute(
+            delete(tasks).where(tasks.c.id.in_(task_ids), tasks.c.user_id == user_id)
+        ).rowcount
+        conn.execute(
+            update(users).where(users.c.id == user_id).values(task_count=users.c.task_count - gone)
+        )
+        # a task deleted before it ended leaves its dependants waiting on nothing
+        recompute(conn, settle_dependants(conn, task_ids, now), now)
+    return active
+
+
+def _check_links(
+    spec: TaskSpec, job_of: dict[str, Any], task_of: dict[str, Any]
+) -> tuple[Any, list[tuple[int, str]]]:
+    """The spec's job row and its dependencies' (task id, uuid); why not, as an exception."""
+    job = None
+    if spec.job_uuid:
+        job = job_of.get(spec.job_uuid)
+        if job is None:
+            raise NotFound(f"job {spec.job_uuid!r} not found")
+        if job.state != JobState.ACTIVE.value:
+            raise Forbidden(f"job {spec.job_uuid!r} is {job.state}: it takes no new tasks")
+    if not spec.dependencies:
+        return job, []
+    if job is None or not job.use_dependencies:
+        raise BadRequest(
+            "dependencies need the task to be in a job created with useDependencies=true"
+        )
+    deps: list[tuple[int, str]] = []
+    for dep in spec.dependencies:
+        found = task_of.get(dep.task_uuid)
+        if found is None or found.job_id != job.id:
+            raise NotFound(f"dependency task {dep.task_uuid} not found in job {job.uuid}")
+        deps.append((found.id, found.uuid))
+    return job, deps
 
 
 class TaskStore:
@@ -105,10 +176,18 @@ class TaskStore:
                         )
                     ).scalars()
                 )
+            job_of, task_of = self._links(conn, user_id, specs)
+            links: list[tuple[int | None, list[tuple[int, str]]]] = []
             for spec in specs:
                 if spec.shortname and spec.shortname in taken:
                     results.append(Conflict(f"shortname {spec.shortname!r} is already used"))
                     continue
+                try:
+                    job, deps = _check_links(spec, job_of, task_of)
+                except CalorError as exc:
+                    results.append(exc)
+                    continue
+                links.append((job.id if job else None, deps))
                 task_uuid = str(uuidlib.uuid4())
                 shortname = spec.shortname or task_uuid
                 taken.add(shortname)
@@ -122,7 +201,7 @@ class TaskStore:
                         "shortname": shortname,
                         "profile": spec.profile,
                         "pool_uuid": spec.pool_uuid,
-                        "job_uuid": spec.job_uuid,
+                        "job_uuid": job.uuid if job else None,
                         "project_uuid": spec.project_uuid,
                         "result_bucket": spec.result_bucket,
                         "state": TaskState.SUBMITTED.value,
@@ -147,6 +226,15 @@ class TaskStore:
                         "max_total_retries": spec.max_total_retries,
                         "errors": [],
                         "document": spec.document,
+                        "job_id": job.id if job else None,
+                        "dependency_state": DependencyState.WAITING.value if deps else None,
+                        "max_queue_sec": spec.max_queue_sec or None,
+                        "queue_due": (
+                            now + timedelta(seconds=spec.max_queue_sec)
+                            if spec.max_queue_sec and not deps
+                            else None
+                        ),
+                        "completion_ttl_sec": spec.completion_ttl_sec,
                     }
                 )
             if not rows:
@@ -177,13 +265,31 @@ class TaskStore:
             ]
             if tag_rows:
                 conn.execute(insert(task_tags), tag_rows)
+            dep_rows = [
+                {
+                    "task_id": tid,
+                    "depends_on_id": dep_id,
+                    "depends_on_uuid": dep.task_uuid,
+                    "conditions": list(dep.conditions) if dep.conditions else None,
+                    "advanced": dep.advanced,
+                    "position": position,
+                }
+                for tid, spec, (_, deps) in zip(ids, kept, links, strict=True)
+                for position, (dep, (dep_id, _)) in enumerate(
+                    zip(spec.dependencies, deps, strict=True)
+                )
+            ]
+            if dep_rows:
+                conn.execute(insert(task_dependencies), dep_rows)
             conn.execute(
                 insert(instances),
                 [
                     {
                         "task_id": tid,
                         "instance_id": iid,
-                        "state": InstanceState.QUEUED.value,
+                        "state": (
+                            InstanceState.WAITING if spec.dependencies else InstanceState.QUEUED
+                        ).value,
                         "attempts": 0,
                         "progress": 0.0,
                         "wall_time_sec": 0.0,
@@ -194,7 +300,40 @@ class TaskStore:
                     for iid in spec.instance_ids
                 ],
             )
+            # dependencies that have already ended decide at once
+            waiting = [tid for tid, spec in zip(ids, kept, strict=True) if spec.dependencies]
+            if waiting:
+                recompute(conn, settle(conn, waiting, now), now)
         return results
+
+    @staticmethod
+    def _links(
+        conn: Connection, user_id: int, specs: Sequence[TaskSpec]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The user's jobs and tasks that these specs name, by uuid (or job shortname)."""
+        job_keys = {s.job_uuid for s in specs if s.job_uuid}
+        dep_uuids = {d.task_uuid for s in specs for d in s.dependencies}
+        job_of: dict[str, Any] = {}
+        task_of: dict[str, Any] = {}
+        if job_keys:
+            for job in conn.execute(
+                select(
+                    jobs.c.id, jobs.c.uuid, jobs.c.shortname, jobs.c.state, jobs.c.use_dependencies
+                ).where(
+                    jobs.c.user_id == user_id,
+                    or_(jobs.c.uuid.in_(job_keys), jobs.c.shortname.in_(job_keys)),
+                )
+            ):
+                job_of.setdefault(job.uuid, job)
+                job_of.setdefault(job.shortname, job)
+        if dep_uuids:
+            for task in conn.execute(
+                select(tasks.c.id, tasks.c.uuid, tasks.c.job_id).where(
+                    tasks.c.user_id == user_id, tasks.c.uuid.in_(dep_uuids)
+                )
+            ):
+                task_of[task.uuid] = task
+        return job_of, task_of
 
     def replace_document(self, user_id: int, key: str, spec: TaskSpec, now: datetime) -> None:
         """PUT /tasks/{uuid}: update what can change after submission (name, tags, metadata)."""
@@ -216,33 +355,9 @@ class TaskStore:
                 )
 
     def request_abort(self, user_id: int, key: str, now: datetime) -> list[int]:
-        """Mark the task cancelled; queued instances end now, active ones are returned to kill."""
+        """Mark the task cancelled; pending instances end now, active ones are returned to kill."""
         with self.db.write() as conn:
-            task_id = self._id(conn, user_id, key)
-            return self._abort(conn, task_id, now)
-
-    def _abort(self, conn: Connection, task_id: int, now: datetime) -> list[int]:
-        state = conn.execute(select(tasks.c.state).where(tasks.c.id == task_id)).scalar_one()
-        if state in _FINAL:
-            return []
-        conn.execute(update(tasks).where(tasks.c.id == task_id).values(cancel_requested=True))
-        conn.execute(
-            update(instances)
-            .where(
-                instances.c.task_id == task_id,
-                instances.c.state == InstanceState.QUEUED.value,
-            )
-            .values(state=InstanceState.CANCELLED.value, ended_at=now)
-        )
-        active = list(
-            conn.execute(
-                select(instances.c.id).where(
-                    instances.c.task_id == task_id, instances.c.state.in_(_ACTIVE_INSTANCES)
-                )
-            ).scalars()
-        )
-        recompute(conn, [task_id], now)
-        return active
+            return abort_task(conn, self._id(conn, user_id, key), now)
 
     def executing(self, user_id: int, key: str) -> list[int]:
         with self.db.read() as conn:
@@ -252,13 +367,7 @@ class TaskStore:
     def delete(self, user_id: int, key: str, now: datetime) -> list[int]:
         """Abort if running, then delete the task; returns the instances still to kill."""
         with self.db.write() as conn:
-            task_id = self._id(conn, user_id, key)
-            active = self._abort(conn, task_id, now)
-            conn.execute(delete(tasks).where(tasks.c.id == task_id))
-            conn.execute(
-                update(users).where(users.c.id == user_id).values(task_count=users.c.task_count - 1)
-            )
-            return active
+            return delete_tasks(conn, user_id, [self._id(conn, user_id, key)], now)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -270,7 +379,10 @@ class TaskStore:
             task_id = self._id(conn, user_id, key)
             row = conn.execute(select(tasks).where(tasks.c.id == task_id)).one()
             return task_record(
-                row, load_tags(conn, [task_id])[task_id], load_instances(conn, [task_id])[task_id]
+                row,
+                load_tags(conn, [task_id])[task_id],
+                load_instances(conn, [task_id])[task_id],
+                load_dependencies(conn, [task_id]).get(task_id),
             )
 
     def id_of(self, user_id: int, key: str) -> int:
@@ -284,9 +396,13 @@ class TaskStore:
         after_id: int,
         limit: int,
         full: bool,
+        job_id: int | None = None,
     ) -> tuple[list[TaskRecord], bool]:
-        """Up to ``limit`` tasks after ``after_id`` in id (creation) order, and if more exist."""
+        """Up to ``limit`` tasks (of one job, if given) after ``after_id`` in id (creation)
+        order, and if more exist."""
         where = [tasks.c.user_id == user_id, tasks.c.id > after_id]
+        if job_id is not None:
+            where.append(tasks.c.job_id == job_id)
         if flt is not None:
             where.append(to_sql(flt))
         with self.db.read() as conn:
@@ -305,7 +421,8 @@ class TaskStore:
                 return [task_record(r) for r in rows], more
             tags = load_tags(conn, ids)
             insts = load_instances(conn, ids)
-            return [task_record(r, tags[r.id], insts[r.id]) for r in rows], more
+            deps = load_dependencies(conn, [r.id for r in rows if r.dependency_state])
+            return [task_record(r, tags[r.id], insts[r.id], deps.get(r.id)) for r in rows], more
 
     def counts(self, user_id: int) -> Counts:
         with self.db.read() as conn:

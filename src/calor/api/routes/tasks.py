@@ -1,15 +1,21 @@
 """Task endpoints (contract §2.2): submit, read, list, page, search, output, abort, delete,
 resources and snapshots."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from calor.api.deps import PlatformDep, UserDep, json_body, json_response, text_response
+from calor.api.deps import (
+    PlatformDep,
+    UserDep,
+    json_array_response,
+    json_body,
+    json_response,
+    text_response,
+)
 from calor.api.errors import status_of
 from calor.api.requests import PageBody, SearchBody, TaskBody, parse
 from calor.api.schemas import (
@@ -82,18 +88,14 @@ async def _create_many(p: Platform, user_id: int, items: list[Any]) -> Response:
     return json_response(out)
 
 
-def _stream_list(p: Platform, user_id: int, flt: Filter | None, full: bool) -> Response:
-    def body() -> Iterator[bytes]:
-        yield b"["
-        first = True
-        now = utcnow()
-        for record in p.tasks.iterate(user_id, flt, full):
-            item = task_full(record, now, _facts(p)) if full else task_summary(record)
-            yield (b"" if first else b",") + orjson.dumps(item)
-            first = False
-        yield b"]"
+def task_items(p: Platform, records: Iterable[TaskRecord], full: bool) -> Iterator[Any]:
+    now = utcnow()
+    for record in records:
+        yield task_full(record, now, _facts(p)) if full else task_summary(record)
 
-    return StreamingResponse(body(), media_type="application/json")
+
+def _stream_list(p: Platform, user_id: int, flt: Filter | None, full: bool) -> Response:
+    return json_array_response(task_items(p, p.tasks.iterate(user_id, flt, full), full))
 
 
 @router.get("/tasks")
@@ -141,14 +143,7 @@ async def paginate_summaries(request: Request, p: PlatformDep, user: UserDep) ->
 async def search(request: Request, p: PlatformDep, user: UserDep) -> Response:
     body = parse(SearchBody, await json_body(request, required=False) or {})
     flt = parse_filter(body.filter)
-    fields: list[str] | None = None
-    if isinstance(body.select, list):
-        fields = [str(f) for f in body.select]
-    elif isinstance(body.select, dict):
-        raw_fields = {str(k).lower(): v for k, v in body.select.items()}.get("fields")
-        if raw_fields is not None and not isinstance(raw_fields, list):
-            raise BadRequest("select.fields must be an array of field names")
-        fields = [str(f) for f in raw_fields] if raw_fields else None
+    fields = body.fields()
     records = await run_in_threadpool(p.tasks.search, user.id, flt, body.maximum_results)
     now = utcnow()
     out = [task_full(t, now, _facts(p)) for t in records]
