@@ -96,8 +96,9 @@ class Engine:
         events: list[InstanceEvent] = []
         for item in leftovers:
             self.reap(item.pid, item.proc_start)
-            if item.pid is None:
-                # dispatched but never started: it had no run at all
+            if item.pid is None or item.hold:
+                # dispatched but never started: it had no run at all; or a pool slot, which
+                # only held its cores: it is prepared again
                 events.append(Finished(item.row_id, now, None, interrupted=True))
             else:
                 events.append(Finished(item.row_id, now, None, error=LOST_MESSAGE))
@@ -189,11 +190,10 @@ class Engine:
                 if self._stopping.is_set():
                     break
                 self._timers()
+                # claimed even with no free core: tasks on pools run on their slots' cores
                 free = self.executor.free_cores()
-                if free > 0:
-                    jobs = self.store.claim(free, self.executor.total_cores, self.clock())
-                    for job in jobs:
-                        self.executor.start(job)
+                for job in self.store.claim(free, self.executor.total_cores, self.clock()):
+                    self.executor.start(job)
             except Unavailable as exc:
                 log.warning("%s; the engine retries in 1 s", exc.message)
                 self._stopping.wait(1.0)

@@ -24,6 +24,7 @@ from calor.scheduler import Engine
 from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.platform import HostInfo, Platform
+from calor.services.pools import PoolService
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
 from calor.settings import Settings
@@ -37,6 +38,7 @@ from calor.store.engine import Database, sqlite_url
 from calor.store.execution import ExecutionStore
 from calor.store.jobs import JobStore
 from calor.store.logs import LogStore
+from calor.store.pools import PoolStore
 from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
 from calor.store.users import UserStore
@@ -181,6 +183,21 @@ def build_server(settings: Settings) -> Server:
         bucket_exists=objects.exists,
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
+    pools = PoolService(
+        PoolStore(db),
+        LogStore(db),
+        settings.limits,
+        engine,
+        bucket_exists=objects.exists,
+        # a slot keeps its working directory on one machine, which a Dask cluster does not
+        # promise
+        unsupported=(
+            "pools need the local executor in this version of calor; this server runs its "
+            "instances on Dask"
+            if settings.executor == "dask"
+            else None
+        ),
+    )
     executor: Executor
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
@@ -206,6 +223,7 @@ def build_server(settings: Settings) -> Server:
         tasks=tasks,
         buckets=buckets,
         jobs=jobs,
+        pools=pools,
         host=host_info(executor.total_cores),
         executor_receive=receive,
         cluster=cluster,

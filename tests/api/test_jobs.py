@@ -141,7 +141,7 @@ def test_bad_jobs_are_refused_and_change_nothing(client: httpx.Client) -> None:
         (job_body(completionTimeToLive="1 hour"), 400, ["completionTimeToLive"]),
         (job_body(name=""), 400, ["name"]),
         (job_body(tags=[""]), 400, ["tag"]),
-        (job_body(poolUuid="no-such-pool"), 400, ["no-such-pool"]),
+        (job_body(poolUuid="no-such-pool"), 404, ["no-such-pool"]),
         (job_body(shortname=short), 409, [short]),
         ({"shortname": "x"}, 400, ["name"]),
     ):

@@ -102,7 +102,6 @@ BAD_BODIES = [
         id="cores-zero",
     ),
     pytest.param(_body(hardwareConstraints={"a": 1}), ["hardwareConstraints"], id="hc-object"),
-    pytest.param(_body(poolUuid="no-such-pool"), ["no-such-pool"], id="unknown-pool"),
     pytest.param(_body(name="bad\x00name"), ["NUL"], id="name-nul"),
     pytest.param(_body(tags=["a\x00b"]), ["NUL"], id="tag-nul"),
     pytest.param(_body(projectUuid="p\x00"), ["NUL"], id="project-nul"),
@@ -118,9 +117,10 @@ def test_create_rejects_bad_fields(
     assert task_count(client) == before
 
 
-def test_unknown_job_is_404(client: httpx.Client) -> None:
+def test_unknown_job_or_pool_is_404(client: httpx.Client) -> None:
     before = task_count(client)
     assert_error(client.post("/tasks", json=_body(jobUuid="no-such-job")), 404, "no-such-job")
+    assert_error(client.post("/tasks", json=_body(poolUuid="no-such-pool")), 404, "no-such-pool")
     assert task_count(client) == before
 
 

@@ -125,6 +125,43 @@ class JobBody(Lenient):
         return check_tags(tags)
 
 
+class PoolBody(Lenient):
+    name: str = Field(min_length=1, max_length=255)
+    shortname: str | None = Field(default=None, min_length=1, max_length=255)
+    profile: str | None = Field(default=None, max_length=128)
+    constants: list[KeyValue] | None = Field(default=None, max_length=10_000)
+    constraints: list[KeyValue] | None = Field(default=None, max_length=1000)
+    forced_constants: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+    instance_count: int | None = None
+    tags: list[str] | None = Field(default=None, max_length=1000)
+    preparation_task: dict[str, Any] | None = None
+    elastic_property: dict[str, Any] | None = None
+    task_default_wait_for_pool_resources_synchronization: bool | None = None
+    labels: dict[str, str] | None = None
+    advanced_resource_buckets: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+    resource_buckets: list[str] | None = Field(default=None, max_length=1000)
+    auto_delete_on_completion: bool | None = None
+    completion_time_to_live: str | None = Field(default=None, max_length=64)
+    hardware_constraints: list[dict[str, Any]] | None = Field(default=None, max_length=100)
+    default_resources_cache_ttl_sec: int | None = None
+    privileges: dict[str, Any] | None = None
+    default_retry_settings: RetrySettings | None = None
+    forced_network_rules: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+    max_time_queue_seconds: int | None = Field(default=None, ge=0)
+    scheduling_type: str | None = None
+    targeted_reserved_machine_key: str | None = None
+    targeted_reservation_name: str | None = None
+    secrets_access_rights: dict[str, Any] | None = None
+    multi_slots_settings: dict[str, Any] | None = None
+    project_uuid: str | None = Field(default=None, max_length=64)
+    scaling: dict[str, Any] | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        return check_tags(tags)
+
+
 class PageBody(Lenient):
     token: str | None = None
     filter: dict[str, Any] | None = None
@@ -155,7 +192,7 @@ def _wire_name(alias: str) -> str:
     """The camelCase key a client sent, for messages (aliases are lower case)."""
     if alias in _WIRE_NAMES:
         return _WIRE_NAMES[alias]
-    for model in (TaskBody, JobBody, RetrySettings, KeyValue, PageBody, SearchBody):
+    for model in (TaskBody, JobBody, PoolBody, RetrySettings, KeyValue, PageBody, SearchBody):
         for name in model.model_fields:
             if _alias(name) == alias:
                 head, *rest = name.split("_")

@@ -10,15 +10,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from calor.api.requests import JobBody, TaskBody
+from calor.api.requests import JobBody, PoolBody, TaskBody
 from calor.api.wire import fmt_date, fmt_timespan, parse_timespan
 from calor.domain.dependencies import parse_dependencies, to_wire
 from calor.domain.errors import BadRequest
 from calor.domain.hardware import requirements
 from calor.domain.job import JobRecord, JobSpec
+from calor.domain.pool import PoolRecord, PoolSpec, elastic_policy, parse_policies
 from calor.domain.profiles import PROFILES
 from calor.domain.ranges import format_ranges, parse_ranges
-from calor.domain.states import ACTIVE_INSTANCE_STATES, FINAL_INSTANCE_STATES, InstanceState
+from calor.domain.states import (
+    ACTIVE_INSTANCE_STATES,
+    FINAL_INSTANCE_STATES,
+    PENDING_INSTANCE_STATES,
+    InstanceState,
+)
 from calor.domain.task import InstanceRecord, TaskRecord, TaskSpec, derive
 from calor.domain.transfer import SnapshotRecord
 
@@ -28,9 +34,8 @@ ERROR_CODE = "CALOR-INSTANCE"
 
 def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
     """Validate a create body into a spec; every rejection says what to fix."""
+    # a task on a pool takes the pool's profile (checked when the pool is)
     profile = body.profile or DEFAULT_PROFILE
-    if body.pool_uuid:
-        raise BadRequest(f"pool {body.pool_uuid!r} not found")
     if profile not in PROFILES:
         known = ", ".join(sorted(PROFILES))
         raise BadRequest(f"profile {profile!r} does not exist; use one of: {known}")
@@ -96,6 +101,7 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         max_per_instance_retries=per_instance,
         max_total_retries=total,
         job_uuid=body.job_uuid,
+        pool_uuid=body.pool_uuid,
         project_uuid=body.project_uuid,
         result_bucket=body.result_bucket,
         document=document,
@@ -116,8 +122,6 @@ def _timespan(name: str, text: str | None) -> float | None:
 
 
 def job_spec(body: JobBody) -> JobSpec:
-    if body.pool_uuid:
-        raise BadRequest(f"pool {body.pool_uuid!r} not found")
     wall = _timespan("maxWallTime", body.max_wall_time)
     ttl = _timespan("completionTimeToLive", body.completion_time_to_live)
     return JobSpec(
@@ -203,7 +207,7 @@ _PHASES = {
 
 
 def _downloaded(i: InstanceRecord) -> float:
-    if i.state is InstanceState.QUEUED:
+    if i.state in PENDING_INSTANCE_STATES:
         return 0.0
     return i.transfer_progress if i.state is InstanceState.DISPATCHED else 100.0
 
@@ -420,3 +424,145 @@ def snapshot_json(s: SnapshotRecord) -> dict[str, Any]:
         "sizeToUpload": s.size_to_upload,
         "transferredSize": s.transferred_size,
     }
+
+
+# -- pools (contract §5) --------------------------------------------------------------------
+
+DEFAULT_ELASTIC = {
+    "isElastic": False,
+    "minTotalSlots": 0,
+    "maxTotalSlots": 0,
+    "minIdleSlots": 0,
+    "resizePeriod": 90,
+    "rampResizeFactor": 1.0,
+    "minIdleTimeSeconds": 0,
+}
+
+
+def pool_spec(body: PoolBody, max_slots: int) -> PoolSpec:
+    """Validate a pool body; every rejection says what to fix."""
+    profile = body.profile or DEFAULT_PROFILE
+    if profile not in PROFILES:
+        known = ", ".join(sorted(PROFILES))
+        raise BadRequest(f"profile {profile!r} does not exist; use one of: {known}")
+    count = body.instance_count if body.instance_count is not None else 1
+    multi = {str(k).lower(): v for k, v in (body.multi_slots_settings or {}).items()}
+    per_node = multi.get("slotspernode")
+    per_node = 1 if per_node is None else per_node
+    if isinstance(per_node, bool) or not isinstance(per_node, int) or per_node < 1:
+        raise BadRequest("multiSlotsSettings.slotsPerNode must be a whole number >= 1")
+    if count < 0 or count * per_node > max_slots:
+        raise BadRequest(f"instanceCount x slotsPerNode must be between 0 and {max_slots}")
+    elastic_raw = body.elastic_property or {}
+    scaling = body.scaling or {}
+    policies = parse_policies(scaling.get("policies") if isinstance(scaling, dict) else None)
+    elastic = elastic_policy(elastic_raw)
+    ttl = _timespan("completionTimeToLive", body.completion_time_to_live) or 0.0
+    hardware = body.hardware_constraints or []
+    node_cores = requirements(hardware).cores
+    preparation = (body.preparation_task or {}).get("commandLine")
+    if preparation is not None and not isinstance(preparation, str):
+        raise BadRequest("preparationTask.commandLine must be a string")
+    period = elastic_raw.get("resizePeriod") if isinstance(elastic_raw, dict) else None
+    retry = body.default_retry_settings
+    document: dict[str, Any] = {
+        "profile": profile,
+        "constants": [{"key": c.key, "value": c.value or ""} for c in body.constants or []],
+        "constraints": [{"key": c.key, "value": c.value or ""} for c in body.constraints or []],
+        "forcedConstants": body.forced_constants or [],
+        "labels": body.labels or {},
+        "instanceCount": count,
+        "preparationTask": {"commandLine": preparation} if preparation else None,
+        "elasticProperty": {**DEFAULT_ELASTIC, **elastic_raw},
+        "taskDefaultWaitForPoolResourcesSynchronization": bool(
+            body.task_default_wait_for_pool_resources_synchronization
+        ),
+        "advancedResourceBuckets": body.advanced_resource_buckets or [],
+        "resourceBuckets": body.resource_buckets or [],
+        "autoDeleteOnCompletion": bool(body.auto_delete_on_completion),
+        "completionTimeToLive": body.completion_time_to_live or "00:00:00",
+        "hardwareConstraints": hardware,
+        "defaultResourcesCacheTTLSec": body.default_resources_cache_ttl_sec,
+        "privileges": body.privileges or {"exportApiAndStorageCredentialsInEnvironment": False},
+        "defaultRetrySettings": {
+            "maxTotalRetries": retry.max_total_retries if retry else None,
+            "maxPerInstanceRetries": retry.max_per_instance_retries if retry else None,
+        },
+        "forcedNetworkRules": body.forced_network_rules or [],
+        "maxTimeQueueSeconds": body.max_time_queue_seconds,
+        "schedulingType": body.scheduling_type or "Flex",
+        "targetedReservedMachineKey": body.targeted_reserved_machine_key,
+        "targetedReservationName": body.targeted_reservation_name,
+        "secretsAccessRights": body.secrets_access_rights or {"bySecret": [], "byPrefix": []},
+        "multiSlotsSettings": {"slotsPerNode": per_node},
+        "projectUuid": body.project_uuid,
+    }
+    if scaling:
+        document["scaling"] = scaling
+    return PoolSpec(
+        name=body.name,
+        shortname=body.shortname,
+        profile=profile,
+        tags=tuple(dict.fromkeys(body.tags or [])),
+        # several slots per node share its cores
+        cores=max(1, node_cores // per_node),
+        slots=count * per_node,
+        policies=policies,
+        elastic=bool(policies) or elastic is not None,
+        resize_period_sec=float(period)
+        if isinstance(period, (int, float)) and period > 0
+        else 90.0,
+        preparation=preparation,
+        max_queue_sec=body.max_time_queue_seconds or None,
+        completion_ttl_sec=ttl if body.auto_delete_on_completion else None,
+        document=document,
+    )
+
+
+def pool_summary(p: PoolRecord) -> dict[str, Any]:
+    return {
+        "uuid": p.uuid,
+        "name": p.name,
+        "shortname": p.shortname,
+        "profile": p.profile,
+        "state": p.state.value,
+        "previousState": p.previous_state.value,
+        "stateTransitionTime": fmt_date(p.state_transition_time),
+        "previousStateTransitionTime": fmt_date(p.previous_state_transition_time),
+        "lastModified": fmt_date(p.last_modified),
+        "creationDate": fmt_date(p.creation_date),
+        "endDate": fmt_date(p.end_date),
+        "instanceCount": p.document.get("instanceCount", 0),
+        "tags": p.tags,
+        "status": None,
+        "runningInstanceCount": None,
+        "runningCoreCount": None,
+    }
+
+
+def pool_full(p: PoolRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
+    out = {**p.document, **pool_summary(p)}
+    slots = p.slots
+    live = [i for i in slots.instances if i.state not in FINAL_INSTANCE_STATES] if slots else []
+    running = [i for i in live if i.state in ACTIVE_INSTANCE_STATES]
+    if slots is not None and slots.instances:
+        d = derive(slots.instances, slots.cores, False, now)
+        exec_sec, wall_sec = d.execution_time_sec, d.wall_time_sec
+    else:
+        exec_sec = wall_sec = 0.0
+    out["runningInstanceCount"] = len(running)
+    out["runningCoreCount"] = len(running) * p.cores
+    out["executionTime"] = fmt_timespan(exec_sec)
+    out["wallTime"] = fmt_timespan(wall_sec)
+    out["status"] = _status(slots, now, host, exec_sec, wall_sec) if slots else None
+    failed = [i for i in slots.instances if i.state is InstanceState.FAILURE] if slots else []
+    out["errors"] = [*(slots.errors if slots else []), *[_error(i) for i in failed if i.error]]
+    names = [b.get("bucketName") for b in p.document.get("advancedResourceBuckets") or []]
+    out["resourceBuckets"] = [*(p.document.get("resourceBuckets") or []), *filter(None, names)]
+    out["totalSlotCapacity"] = len(live)
+    out["poolUsage"] = round(min(1.0, p.busy_slots / len(live)), 4) if live else 0.0
+    out["queuedOrRunningTaskInstancesCount"] = p.task_instances
+    out["credits"] = 0.0
+    if p.active_policy is not None:
+        out["activePolicyName"] = p.active_policy
+    return out

@@ -83,6 +83,10 @@ JOB_FIELDS: dict[str, Kind] = {
     "PreviousStateTransitionTime": Kind.DATE,
 }
 
+# Filterable pool fields
+POOL_FIELDS: dict[str, Kind] = {**JOB_FIELDS, "Profile": Kind.TEXT}
+del POOL_FIELDS["PoolUuid"]
+
 FilterValue = str | int | float | datetime
 
 

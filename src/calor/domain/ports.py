@@ -25,6 +25,13 @@ class InstanceJob:
     memory_limit_mb: int | None = None
     user_id: int = 0
     transfers: Transfers = field(default_factory=Transfers)
+    # a pool slot: after the command (the preparation task) succeeds, the attempt reports
+    # Ready and holds its cores, idle, until it is aborted (the pool closes or shrinks)
+    hold: bool = False
+    # an instance of a task on a pool: it runs in its slot's working directory (TASK_PATH,
+    # kept afterwards) on cores the slot already holds; the slot is (slot task uuid, slot
+    # instance id), which names that directory as a task's instance would
+    slot: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,15 @@ class SnapshotDone:
     error: str | None = None
 
 
-InstanceEvent = Started | Output | Progress | Transfer | SnapshotDone | Finished
+@dataclass(frozen=True)
+class Ready:
+    """A pool slot is prepared (resources synced, preparation task done) and idle."""
+
+    row_id: int
+    at: datetime
+
+
+InstanceEvent = Started | Output | Progress | Transfer | SnapshotDone | Ready | Finished
 EventSink = Callable[[InstanceEvent], None]
 
 
@@ -99,6 +114,8 @@ class Leftover:
     proc_start: float | None
     attempts: int = 0
     cores: int = 1
+    # a pool slot: its preparation ended long ago, it was only holding; it starts again
+    hold: bool = False
 
 
 class Executor(Protocol):

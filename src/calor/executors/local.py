@@ -43,7 +43,7 @@ class LocalExecutor:
             target=self._run, args=(job,), daemon=True, name=f"instance-{job.row_id}"
         )
         with self._lock:
-            self._used += job.cores
+            self._used += self._cores(job)
             self._threads[job.row_id] = thread
         thread.start()
 
@@ -60,7 +60,7 @@ class LocalExecutor:
             if isinstance(event, Finished):
                 # capacity is free before the outcome is seen, so the next claim can use it
                 with self._lock:
-                    self._used -= job.cores
+                    self._used -= self._cores(job)
                     self._threads.pop(job.row_id, None)
                     self._procs.pop(job.row_id, None)
                     self._pending_abort.discard(job.row_id)
@@ -69,7 +69,13 @@ class LocalExecutor:
         self.runner.run(job, emit, on_process)
         self.on_free()
 
+    @staticmethod
+    def _cores(job: InstanceJob) -> int:
+        """An instance on a pool runs on cores its slot already holds."""
+        return 0 if job.slot is not None else job.cores
+
     def abort(self, row_ids: list[int]) -> None:
+        row_ids = [rid for rid in row_ids if not self.runner.release(rid)]  # held pool slots
         with self._lock:
             procs = []
             for rid in row_ids:
@@ -78,10 +84,11 @@ class LocalExecutor:
                     if rid in self._threads:
                         self._pending_abort.add(rid)
                     continue
-                procs.append(proc)
-        for proc in procs:
+                procs.append((rid, proc))
+        for rid, proc in procs:
             proc.cancelled = True
             proc.terminate_tree()
+            self.runner.release(rid)  # a slot whose preparation ended meanwhile
 
     def refresh(self, row_ids: list[int]) -> None:
         for rid in row_ids:
@@ -97,7 +104,15 @@ class LocalExecutor:
         return leftovers  # a process of a previous server is never this executor's
 
     def stop(self, grace_seconds: float) -> None:
-        """Let running instances finish for a while, then stop the rest as interrupted."""
+        """Let running instances finish for a while, then stop the rest as interrupted.
+        Pool slots hold on until released: they are released at once, to come back when
+        the server starts again."""
+        for rid in self.runner.held():
+            with self._lock:
+                proc = self._procs.get(rid)
+            if proc is not None:
+                proc.interrupted = True
+            self.runner.release(rid)
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
             with self._lock:

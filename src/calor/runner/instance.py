@@ -18,12 +18,13 @@ from calor.domain.ports import (
     InstanceJob,
     Output,
     Progress,
+    Ready,
     SnapshotDone,
     Started,
     Transfer,
 )
 from calor.domain.transfer import Upload
-from calor.runner.files import Inputs, TaskFiles, TransferError
+from calor.runner.files import Inputs, TaskFiles, TransferError, scan
 from calor.runner.output import OutputBudget, progress_parser
 from calor.runner.runtime import Handle, Launch, Runtime, TextSink
 
@@ -86,17 +87,25 @@ class InstanceRunner:
         self.keep_workdirs = keep_workdirs
         self.files = files
         self._live: dict[int, _Live] = {}
+        self._held: dict[int, threading.Event] = {}
         self._live_lock = threading.Lock()
 
     def run(self, job: InstanceJob, emit: EventSink, on_process: Callable[[Handle], None]) -> None:
         t0 = time.monotonic()
-        # <task>/<instance>/task is TASK_PATH; the runtime may keep scratch space beside it
+        # <task>/<instance>/task is TASK_PATH; the runtime may keep scratch space beside it.
+        # An instance on a pool works in its slot's, which outlives it.
         slot = self.work_root / job.task_uuid / str(job.instance_id)
-        live = _Live(job, slot / "task", Inputs(), emit)
+        if job.slot is not None:
+            workdir = self.work_root / job.slot[0] / str(job.slot[1]) / "task"
+        else:
+            workdir = slot / "task"
+        live = _Live(job, workdir, Inputs(), emit)
         handles: list[Handle] = []
         results: tuple[str, ...] = ()
         try:
             outcome = self._run(job, live, on_process, handles)
+            if job.hold and outcome.exit_code == 0 and outcome.error is None:
+                outcome = self._hold(live, handles[0] if handles else None) or outcome
             results, upload_error = self._upload_results(live, handles[0] if handles else None)
             if upload_error and outcome.error is None:
                 outcome = replace(outcome, error=upload_error)
@@ -111,7 +120,7 @@ class InstanceRunner:
                 pass
             # the outcome is reported after the working directory is removed: a retry of
             # this instance reuses the path and may start as soon as the outcome is recorded
-            if not self.keep_workdirs:
+            if not self.keep_workdirs and job.slot is None:
                 shutil.rmtree(slot, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     slot.parent.rmdir()
@@ -130,6 +139,39 @@ class InstanceRunner:
                 results=results,
             )
         )
+
+    def _hold(self, live: _Live, handle: Handle | None) -> Finished | None:
+        """A prepared pool slot: report Ready, then keep the slot (its cores, its working
+        directory) until released. Returns how it ended (None: as the preparation did)."""
+        job = live.job
+        released = threading.Event()
+        with self._live_lock:
+            self._held[job.row_id] = released
+        try:
+            # aborted while its preparation ended: the executor marks the handle before it
+            # releases, so either this sees the mark or the release finds the slot held
+            if handle is None or not handle.cancelled:
+                live.emit(Ready(job.row_id, utcnow()))
+                released.wait()
+        finally:
+            with self._live_lock:
+                self._held.pop(job.row_id, None)
+        if handle is not None and not handle.interrupted:
+            handle.cancelled = True  # it ends as the pool closed it, never as a failure
+        return None
+
+    def held(self) -> list[int]:
+        with self._live_lock:
+            return list(self._held)
+
+    def release(self, row_id: int) -> bool:
+        """End a held pool slot; False when it is not holding (it may still be preparing)."""
+        with self._live_lock:
+            released = self._held.get(row_id)
+        if released is None:
+            return False
+        released.set()
+        return True
 
     def _fetch(self, live: _Live) -> None:
         job = live.job
@@ -223,6 +265,9 @@ class InstanceRunner:
     ) -> Finished:
         emit, workdir = live.emit, live.workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        if job.slot is not None:
+            # what the pool put in its slot (resources, preparation) is no result of this task
+            live.inputs.stamps.update(scan(workdir))
         try:
             self._fetch(live)
         except Exception as exc:

@@ -1,5 +1,6 @@
 """Deadlines the engine enforces once a second: maxWallTime of jobs, maxTimeQueueSeconds of
-tasks, and the auto-deletion of ended tasks and completed jobs.
+tasks (and pools' slots), pools' resize periods, and the auto-deletion of ended tasks,
+completed jobs and closed pools.
 
 Each kind is found through its own index on a due date, so a turn with nothing due costs four
 index probes and no write.
@@ -12,8 +13,9 @@ from sqlalchemy import Connection, select, update
 from calor.domain.states import InstanceState, JobState
 from calor.store.engine import Database
 from calor.store.jobs import delete_job, terminate_job
+from calor.store.pools import PoolStore, delete_pool
 from calor.store.records import recompute
-from calor.store.tables import instances, jobs, tasks
+from calor.store.tables import instances, jobs, pools, tasks
 from calor.store.tasks import delete_tasks
 
 BATCH = 200
@@ -44,6 +46,7 @@ def _queue_timeout(conn: Connection, task_id: int, now: datetime) -> None:
 class DeadlineStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.pools = PoolStore(db)
 
     def run(self, now: datetime) -> list[int]:
         """Enforce what is due; returns the instances to kill (of terminated jobs)."""
@@ -64,9 +67,14 @@ class DeadlineStore:
             old_jobs = conn.execute(
                 select(jobs.c.id, jobs.c.user_id).where(jobs.c.delete_due <= now).limit(BATCH)
             ).all()
-        if not (walls or queued or old_tasks or old_jobs):
-            return []
-        kill: list[int] = []
+            old_pools = list(
+                conn.execute(
+                    select(pools.c.id).where(pools.c.delete_due <= now).limit(BATCH)
+                ).scalars()
+            )
+        kill = self.pools.resize_due(now)
+        if not (walls or queued or old_tasks or old_jobs or old_pools):
+            return kill
         with self.db.write() as conn:
             for job in walls:
                 allowed = round((job.wall_due - job.creation_date).total_seconds())
@@ -79,4 +87,6 @@ class DeadlineStore:
                 kill += delete_tasks(conn, task.user_id, [task.id], now)
             for ended in old_jobs:
                 kill += delete_job(conn, ended.user_id, ended.id, now)
+            for pool_id in old_pools:
+                kill += delete_pool(conn, pool_id, now)
         return kill

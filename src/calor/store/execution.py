@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, select, true, update
 
 from calor.domain.hardware import requirements
+from calor.domain.pool import SlotState
 from calor.domain.ports import (
     Finished,
     InstanceEvent,
@@ -14,6 +15,7 @@ from calor.domain.ports import (
     Leftover,
     Output,
     Progress,
+    Ready,
     SnapshotDone,
     Started,
     Transfer,
@@ -47,11 +49,63 @@ _QUEUED = (
         tasks.c.cores,
         tasks.c.document,
         tasks.c.result_bucket,
+        tasks.c.slots_of,
     )
     .join(tasks, tasks.c.id == instances.c.task_id)
     .where(instances.c.state == InstanceState.QUEUED.value)
     .order_by(instances.c.id)
-    .limit(bindparam("limit"))
+)
+# instances of tasks on pools wait for a slot of their pool, not for free cores
+_QUEUED_FREE = _QUEUED.where(tasks.c.pool_id.is_(None)).limit(bindparam("limit"))
+_QUEUED_ON_POOL = _QUEUED.where(tasks.c.pool_id == bindparam("pool_id")).limit(bindparam("limit"))
+_SLOT_TASK = tasks.alias("slot_task")
+_IDLE_SLOTS = (
+    select(
+        instances.c.id,
+        instances.c.instance_id,
+        _SLOT_TASK.c.uuid,
+        _SLOT_TASK.c.slots_of,
+        _SLOT_TASK.c.document,
+    )
+    .join(_SLOT_TASK, _SLOT_TASK.c.id == instances.c.task_id)
+    .where(
+        instances.c.state == InstanceState.EXECUTING.value,
+        instances.c.slot_use == SlotState.IDLE.value,
+    )
+    .order_by(instances.c.id)
+)
+_WAITING_FOR_SLOT = (
+    select(instances.c.id)
+    .join(tasks, tasks.c.id == instances.c.task_id)
+    .where(
+        instances.c.state == InstanceState.QUEUED.value,
+        tasks.c.pool_id == _SLOT_TASK.c.slots_of,
+    )
+)
+_SLOT_WANTED = (
+    select(instances.c.id)
+    .join(_SLOT_TASK, _SLOT_TASK.c.id == instances.c.task_id)
+    .where(
+        instances.c.state == InstanceState.EXECUTING.value,
+        instances.c.slot_use == SlotState.IDLE.value,
+        _WAITING_FOR_SLOT.exists(),
+    )
+    .limit(1)
+)
+_FREE_SLOT = (
+    update(instances)
+    .where(instances.c.id == bindparam("slot_id"), instances.c.slot_use == SlotState.BUSY.value)
+    .values(slot_use=SlotState.IDLE.value, idle_since=bindparam("at"))
+)
+_TAKE_SLOT = (
+    update(instances)
+    .where(instances.c.id == bindparam("slot_id"))
+    .values(slot_use=SlotState.BUSY.value, idle_since=None)
+)
+_PUT_IN_SLOT = (
+    update(instances)
+    .where(instances.c.id == bindparam("row_id"))
+    .values(slot_row_id=bindparam("slot_id"))
 )
 _DISPATCH = (
     update(instances)
@@ -77,6 +131,7 @@ _CURRENT = select(
     instances.c.wall_time_sec,
     instances.c.cpu_time_sec,
     instances.c.peak_memory_mb,
+    instances.c.slot_row_id,
 ).where(instances.c.id.in_(bindparam("row_ids", expanding=True)))
 _UPDATE_INSTANCE = update(instances).where(instances.c.id == bindparam("_row_id"))
 _RETRY_SETTINGS = select(
@@ -98,11 +153,37 @@ def _bump_results_count(conn: Any, task_id: int) -> None:
     )
 
 
-def _constants(profile: str, document: dict[str, Any]) -> dict[str, str]:
+def _constants(
+    profile: str, document: dict[str, Any], pool: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """The profile's defaults, then the pool's constants (for a task on a pool), then the
+    task's own: each may override the one before."""
     merged = PROFILES[profile].defaults() if profile in PROFILES else {}
-    for item in document.get("constants") or []:
+    for item in [*((pool or {}).get("poolConstants") or []), *(document.get("constants") or [])]:
         merged[str(item["key"])] = str(item["value"])
     return merged
+
+
+def _job(
+    row: Any, cores: int, pool: dict[str, Any] | None = None, slot: tuple[str, int] | None = None
+) -> InstanceJob:
+    profile = PROFILES.get(row.profile)
+    return InstanceJob(
+        row_id=row.id,
+        task_uuid=row.uuid,
+        instance_id=row.instance_id,
+        instance_count=row.instance_count,
+        attempt=row.attempts + 1,
+        profile=row.profile,
+        constants=_constants(row.profile, row.document, pool),
+        cores=cores,
+        network=profile.network if profile else False,
+        memory_limit_mb=requirements(row.document.get("hardwareConstraints") or []).memory_limit_mb,
+        user_id=row.user_id,
+        transfers=transfers(row.document, row.result_bucket),
+        hold=row.slots_of is not None,
+        slot=slot,
+    )
 
 
 class ExecutionStore:
@@ -111,42 +192,47 @@ class ExecutionStore:
 
     def claim(self, free_cores: int, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
-        if free_cores <= 0:
+        if free_cores <= 0 and not self._slot_wanted():
             return []
         with self.db.write() as conn:
-            rows = conn.execute(_QUEUED, {"limit": free_cores}).all()
             jobs: list[InstanceJob] = []
             task_ids: set[int] = set()
-            for row in rows:
+            for row in conn.execute(_QUEUED_FREE, {"limit": max(free_cores, 0)}):
                 cores = min(row.cores, total_cores)
                 if cores > free_cores:
                     break  # first come, first served: no overtaking by smaller instances
                 free_cores -= cores
-                profile = PROFILES.get(row.profile)
-                jobs.append(
-                    InstanceJob(
-                        row_id=row.id,
-                        task_uuid=row.uuid,
-                        instance_id=row.instance_id,
-                        instance_count=row.instance_count,
-                        attempt=row.attempts + 1,
-                        profile=row.profile,
-                        constants=_constants(row.profile, row.document),
-                        cores=cores,
-                        network=profile.network if profile else False,
-                        memory_limit_mb=requirements(
-                            row.document.get("hardwareConstraints") or []
-                        ).memory_limit_mb,
-                        user_id=row.user_id,
-                        transfers=transfers(row.document, row.result_bucket),
-                    )
-                )
+                jobs.append(_job(row, cores))
                 task_ids.add(row.task_id)
+            jobs += self._into_slots(conn, task_ids)
             if not jobs:
                 return []
             conn.execute(_DISPATCH, {"row_ids": [j.row_id for j in jobs]})
             recompute(conn, task_ids, now)
         return jobs
+
+    @staticmethod
+    def _into_slots(conn: Any, task_ids: set[int]) -> list[InstanceJob]:
+        """Queued instances of tasks on pools, each into an idle slot of its pool."""
+        idle: dict[int, list[Any]] = {}
+        for slot in conn.execute(_IDLE_SLOTS):
+            idle.setdefault(slot.slots_of, []).append(slot)
+        jobs: list[InstanceJob] = []
+        for pool_id, slots in idle.items():
+            rows = conn.execute(_QUEUED_ON_POOL, {"pool_id": pool_id, "limit": len(slots)}).all()
+            for row, slot in zip(rows, slots, strict=False):
+                job = _job(row, row.cores, slot.document, (slot.uuid, slot.instance_id))
+                conn.execute(_TAKE_SLOT, {"slot_id": slot.id})
+                conn.execute(_PUT_IN_SLOT, {"row_id": row.id, "slot_id": slot.id})
+                jobs.append(job)
+                task_ids.add(row.task_id)
+        return jobs
+
+    def _slot_wanted(self) -> bool:
+        """Whether a task on a pool waits while a slot of its pool is idle: slots hold their
+        own cores, so this is claimed even when no core is free."""
+        with self.db.read() as conn:
+            return conn.execute(_SLOT_WANTED).first() is not None
 
     def apply(self, events: Sequence[InstanceEvent], now: datetime) -> int:
         """Record a batch of events in one transaction; returns how many instances ended."""
@@ -200,6 +286,17 @@ class ExecutionStore:
                     state[ev.row_id] = new_state
                 elif isinstance(ev, SnapshotDone):
                     self._snapshot_done(conn, row.task_id, ev, now)
+                    continue
+                elif isinstance(ev, Ready):
+                    if state[ev.row_id] is InstanceState.EXECUTING:
+                        conn.execute(
+                            _UPDATE_INSTANCE,
+                            {
+                                "_row_id": ev.row_id,
+                                "slot_use": SlotState.IDLE.value,
+                                "idle_since": ev.at,
+                            },
+                        )
                     continue
                 elif isinstance(ev, Finished):
                     new = self._finish(conn, row, state[ev.row_id], ev)
@@ -271,7 +368,13 @@ class ExecutionStore:
             "pid": None,
             "proc_start": None,
             "results": list(ev.results[:MAX_LISTED_RESULTS]) if ev.results else None,
+            # a slot is no longer one; an instance on a pool leaves its slot
+            "slot_use": None,
+            "idle_since": None,
+            "slot_row_id": None,
         }
+        if row.slot_row_id is not None:
+            conn.execute(_FREE_SLOT, {"slot_id": row.slot_row_id, "at": ev.at})
         if ev.results:
             _bump_results_count(conn, row.task_id)
         task = conn.execute(_RETRY_SETTINGS, {"task_id": row.task_id}).one()
@@ -311,8 +414,12 @@ class ExecutionStore:
                     instances.c.proc_start,
                     instances.c.attempts,
                     tasks.c.cores,
+                    instances.c.slot_use,
                 )
                 .join(tasks, tasks.c.id == instances.c.task_id)
                 .where(instances.c.state.in_(_ACTIVE))
             ).all()
-        return [Leftover(r.id, r.pid, r.proc_start, r.attempts, r.cores) for r in rows]
+        return [
+            Leftover(r.id, r.pid, r.proc_start, r.attempts, r.cores, r.slot_use is not None)
+            for r in rows
+        ]

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
 
 from calor.domain.filters import Filter, Kind, Leaf, Op
-from calor.store.tables import job_tags, jobs, task_tags, tasks
+from calor.store.tables import job_tags, jobs, pool_tags, pools, task_tags, tasks
 
 COLUMNS: dict[str, Any] = {
     "Uuid": tasks.c.uuid,
@@ -49,6 +49,21 @@ JOB_COLUMNS: dict[str, Any] = {
 }
 
 
+POOL_COLUMNS: dict[str, Any] = {
+    "Uuid": pools.c.uuid,
+    "Name": pools.c.name,
+    "Shortname": pools.c.shortname,
+    "Profile": pools.c.profile,
+    "State": pools.c.state,
+    "PreviousState": pools.c.previous_state,
+    "CreationDate": pools.c.creation_date,
+    "EndDate": pools.c.end_date,
+    "LastModified": pools.c.last_modified,
+    "StateTransitionTime": pools.c.state_transition_time,
+    "PreviousStateTransitionTime": pools.c.previous_state_transition_time,
+}
+
+
 @dataclass(frozen=True)
 class Target:
     """What a filter applies to: the filterable columns, and how a row's tags are found."""
@@ -61,6 +76,7 @@ class Target:
 
 TASKS = Target(COLUMNS, task_tags.c.tag, task_tags.c.task_id, tasks.c.id)
 JOBS = Target(JOB_COLUMNS, job_tags.c.tag, job_tags.c.job_id, jobs.c.id)
+POOLS = Target(POOL_COLUMNS, pool_tags.c.tag, pool_tags.c.pool_id, pools.c.id)
 
 _LITERAL_PREFIX = re.compile(r"^\^((?:[^\\.^$*+?()[\]{}|]|\\.)*)$")
 

@@ -4,7 +4,7 @@ import uuid as uuidlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, select
+from sqlalchemy import Connection, Row, and_, delete, insert, or_, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from calor.domain.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -20,7 +20,7 @@ from calor.store.settle import (
     count_not_final,
     set_job_state,
 )
-from calor.store.tables import job_tags, jobs, tasks
+from calor.store.tables import job_tags, jobs, pools, tasks
 from calor.store.tasks import abort_task, delete_tasks
 
 # as an IN list: a range on ix_tasks_job_id_id's rows, where NOT IN reads them all anyway
@@ -67,6 +67,17 @@ def job_id_of(conn: Connection, user_id: int, key: str) -> int:
             if found is not None:
                 return int(found)
     raise NotFound(f"job {key!r} not found")
+
+
+def pools_uuid(conn: Connection, user_id: int, key: str) -> str:
+    found = conn.execute(
+        select(pools.c.uuid).where(
+            pools.c.user_id == user_id, or_(pools.c.uuid == key, pools.c.shortname == key)
+        )
+    ).scalar()
+    if found is None:
+        raise NotFound(f"pool {key!r} not found")
+    return str(found)
 
 
 def terminate_job(conn: Connection, job_id: int, now: datetime, reason: str) -> list[int]:
@@ -123,6 +134,8 @@ class JobStore:
         }
         try:
             with self.db.write() as conn:
+                if spec.pool_uuid:  # its tasks run on this pool unless they name another
+                    row["pool_uuid"] = pools_uuid(conn, user_id, spec.pool_uuid)
                 job_id = conn.execute(insert(jobs).returning(jobs.c.id), row).scalar_one()
                 if spec.tags:
                     conn.execute(

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 from calor.domain.dependencies import Dependency, DependencyState
 from calor.domain.states import FINAL_TASK_STATES, InstanceState, TaskState
 from calor.domain.task import InstanceRecord, TaskRecord, derive
-from calor.store.settle import after_end
+from calor.store.settle import after_end, update_pool_state
 from calor.store.tables import instances, task_tags, tasks
 
 INSTANCE_COLUMNS = (
@@ -45,6 +45,7 @@ _DERIVE_INPUTS = select(
     tasks.c.cores,
     tasks.c.job_id,
     tasks.c.completion_ttl_sec,
+    tasks.c.slots_of,
 ).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
 # executemany: the SET clause is taken from the parameters' keys
 _UPDATE_TASK = update(tasks).where(tasks.c.id == bindparam("_task_id"))
@@ -156,6 +157,8 @@ def _recompute_once(
     updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for row in conn.execute(_DERIVE_INPUTS, {"task_ids": ids}):
         d = derive(insts[row.id], row.cores, row.cancel_requested, now)
+        if row.slots_of is not None:
+            update_pool_state(conn, row.slots_of, insts[row.id], now)
         values: dict[str, Any] = {
             "_task_id": row.id,
             "progress": d.progress,

@@ -12,13 +12,15 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, exists, func, select, update
 
 from calor.domain.dependencies import Dependency, DependencyState, evaluate, make_dependency
+from calor.domain.pool import FINAL_POOL_STATES, derive_pool_state
 from calor.domain.states import (
     FINAL_TASK_STATES,
     InstanceState,
     JobState,
     TaskState,
 )
-from calor.store.tables import instances, jobs, task_dependencies, tasks
+from calor.domain.task import InstanceRecord
+from calor.store.tables import instances, jobs, pools, task_dependencies, tasks
 
 # the code of the error a task gets when it is cancelled without running
 CANCELLED_CODE = "CALOR-CANCELLED"
@@ -176,4 +178,38 @@ def count_not_final(conn: Connection, job_id: int) -> int:
         conn.execute(
             select(func.count()).where(tasks.c.job_id == job_id, tasks.c.state.in_(_NOT_FINAL))
         ).scalar_one()
+    )
+
+
+def update_pool_state(
+    conn: Connection, pool_id: int, slots: list[InstanceRecord], now: datetime
+) -> None:
+    """A pool's state follows its slots' (domain.pool.derive_pool_state)."""
+    pool = conn.execute(
+        select(pools.c.state, pools.c.closing, pools.c.elastic, pools.c.completion_ttl_sec).where(
+            pools.c.id == pool_id
+        )
+    ).first()
+    if pool is None:
+        return
+    counts: dict[InstanceState, int] = {}
+    for slot in slots:
+        counts[slot.state] = counts.get(slot.state, 0) + 1
+    new = derive_pool_state(counts, pool.closing, pool.elastic)
+    if new.value == pool.state:
+        return
+    final = new in FINAL_POOL_STATES
+    ttl = pool.completion_ttl_sec
+    conn.execute(
+        update(pools)
+        .where(pools.c.id == pool_id)
+        .values(
+            previous_state=pools.c.state,
+            previous_state_transition_time=pools.c.state_transition_time,
+            state=new.value,
+            state_transition_time=now,
+            last_modified=now,
+            end_date=now if final else None,
+            delete_due=now + timedelta(seconds=ttl) if final and ttl is not None else None,
+        )
     )

@@ -93,6 +93,11 @@ tasks = Table(
     # once it has ended, when (delete_due)
     Column("completion_ttl_sec", Float),
     Column("delete_due", DateTime),
+    # the pool it runs on (its uuid is pool_uuid)
+    Column("pool_id", Id),
+    # set on a pool's hidden slot task (its instances are the pool's slots), which no task
+    # listing, count or lookup ever shows
+    Column("slots_of", Id),
     Index("ix_tasks_user_id_id", "user_id", "id"),
     Index("ix_tasks_user_state_id", "user_id", "state", "id"),
     Index("ix_tasks_user_shortname", "user_id", "shortname", unique=True),
@@ -101,6 +106,7 @@ tasks = Table(
     Index("ix_tasks_job_id_id", "job_id", "id"),
     Index("ix_tasks_queue_due", "queue_due"),
     Index("ix_tasks_delete_due", "delete_due"),
+    Index("ix_tasks_pool_id", "pool_id"),
     # never reuse an id: pagination tokens are ids
     sqlite_autoincrement=True,
 )
@@ -176,6 +182,52 @@ jobs = Table(
     sqlite_autoincrement=True,
 )
 
+pools = Table(
+    "pools",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("shortname", String(255), nullable=False),
+    Column("profile", String(128), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("previous_state", String(32), nullable=False),
+    Column("creation_date", DateTime, nullable=False),
+    Column("state_transition_time", DateTime, nullable=False),
+    Column("previous_state_transition_time", DateTime, nullable=False),
+    Column("last_modified", DateTime, nullable=False),
+    Column("end_date", DateTime),
+    # the hidden task whose instances are the slots
+    Column("slots_task_id", Id, nullable=False),
+    Column("cores", Integer, nullable=False),  # per slot
+    # sized by a policy (elasticProperty or scaling) rather than instanceCount alone
+    Column("elastic", Boolean, nullable=False),
+    Column("closing", Boolean, nullable=False),
+    # the scaling policies are looked at every resize period, next at resize_due
+    Column("resize_period_sec", Float, nullable=False),
+    Column("resize_due", DateTime),
+    Column("active_policy", String(255)),
+    Column("completion_ttl_sec", Float),
+    Column("delete_due", DateTime),
+    # submitted fields echoed back (constants, buckets, elastic settings, scaling...)
+    Column("document", JSON, nullable=False),
+    Index("ix_pools_user_id_id", "user_id", "id"),
+    Index("ix_pools_user_shortname", "user_id", "shortname", unique=True),
+    Index("ix_pools_resize_due", "resize_due"),
+    Index("ix_pools_delete_due", "delete_due"),
+    sqlite_autoincrement=True,
+)
+
+pool_tags = Table(
+    "pool_tags",
+    metadata,
+    Column("pool_id", Id, ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(255), primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Index("ix_pool_tags_user_tag_pool", "user_id", "tag", "pool_id"),
+)
+
 job_tags = Table(
     "job_tags",
     metadata,
@@ -207,6 +259,11 @@ instances = Table(
     Column("transfer_progress", Float, nullable=False, server_default="0"),
     # "bucket/key" of each result object of the last attempt
     Column("results", JSON),
+    # a pool slot, once prepared: idle or busy (domain.pool.SlotState), idle since when
+    Column("slot_use", String(8)),
+    Column("idle_since", DateTime),
+    # an instance of a task on a pool: the slot (instance row) it runs in
+    Column("slot_row_id", Id),
     Index("ix_instances_task_instance", "task_id", "instance_id", unique=True),
     Index("ix_instances_state_id", "state", "id"),
     # a row id names an attempt to executors: one of a deleted task must never come back

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from calor.domain.dependencies import DependencyState
 from calor.domain.errors import BadRequest, CalorError, Conflict, Forbidden, NotFound
 from calor.domain.filters import Filter
+from calor.domain.pool import FINAL_POOL_STATES
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_TASK_STATES,
@@ -25,13 +26,22 @@ from calor.store.engine import Database
 from calor.store.filter_sql import to_sql
 from calor.store.records import load_instances, load_tags, recompute, task_record
 from calor.store.settle import load_dependencies, settle, settle_dependants
-from calor.store.tables import instances, jobs, task_dependencies, task_tags, tasks, users
+from calor.store.tables import (
+    instances,
+    jobs,
+    pools,
+    task_dependencies,
+    task_tags,
+    tasks,
+    users,
+)
 
 _FINAL = [s.value for s in FINAL_TASK_STATES]
 # the non-final states as an IN list: a range on ix_tasks_user_state_id, where NOT IN scans
 _NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 _ACTIVE_INSTANCES = [s.value for s in ACTIVE_INSTANCE_STATES]
 _PENDING_INSTANCES = [s.value for s in PENDING_INSTANCE_STATES]
+_ENDED_POOL = {s.value for s in FINAL_POOL_STATES}
 
 
 @dataclass(frozen=True)
@@ -47,11 +57,15 @@ def task_id_of(conn: Connection, user_id: int, key: str) -> int:
     if "\x00" in key:  # no task has one, and PostgreSQL rejects it in a query
         raise NotFound(f"task {key!r} not found")
     found = conn.execute(
-        select(tasks.c.id).where(tasks.c.user_id == user_id, tasks.c.uuid == key)
+        select(tasks.c.id).where(
+            tasks.c.user_id == user_id, tasks.c.uuid == key, tasks.c.slots_of.is_(None)
+        )
     ).scalar()
     if found is None:
         found = conn.execute(
-            select(tasks.c.id).where(tasks.c.user_id == user_id, tasks.c.shortname == key)
+            select(tasks.c.id).where(
+                tasks.c.user_id == user_id, tasks.c.shortname == key, tasks.c.slots_of.is_(None)
+            )
         ).scalar()
     if found is None:
         raise NotFound(f"task {key!r} not found")
@@ -109,6 +123,19 @@ def delete_tasks(conn: Connection, user_id: int, task_ids: list[int], now: datet
         # a task deleted before it ended leaves its dependants waiting on nothing
         recompute(conn, settle_dependants(conn, task_ids, now), now)
     return active
+
+
+def _pool_of(key: str | None, found: dict[str, Any]) -> Any:
+    """The pool a task runs on (its own poolUuid, else its job's), if any."""
+    if not key:
+        return None
+    pool = found.get("pool:" + key)
+    if pool is None:
+        raise NotFound(f"pool {key!r} not found")
+    if pool.closing or pool.state in _ENDED_POOL:
+        state = "Closing" if pool.closing and pool.state not in _ENDED_POOL else pool.state
+        raise Forbidden(f"pool {key!r} is {state}: it takes no new tasks")
+    return pool
 
 
 def _check_links(
@@ -184,6 +211,8 @@ class TaskStore:
                     continue
                 try:
                     job, deps = _check_links(spec, job_of, task_of)
+                    # a task on a pool runs with the pool's profile, on one of its slots
+                    pool = _pool_of(spec.pool_uuid or (job.pool_uuid if job else None), job_of)
                 except CalorError as exc:
                     results.append(exc)
                     continue
@@ -199,8 +228,9 @@ class TaskStore:
                         "user_id": user_id,
                         "name": spec.name,
                         "shortname": shortname,
-                        "profile": spec.profile,
-                        "pool_uuid": spec.pool_uuid,
+                        "profile": pool.profile if pool else spec.profile,
+                        "pool_uuid": pool.uuid if pool else None,
+                        "pool_id": pool.id if pool else None,
                         "job_uuid": job.uuid if job else None,
                         "project_uuid": spec.project_uuid,
                         "result_bucket": spec.result_bucket,
@@ -213,7 +243,7 @@ class TaskStore:
                         "end_date": None,
                         "instance_count": len(spec.instance_ids),
                         "advanced_ranges": spec.advanced_ranges,
-                        "cores": spec.cores,
+                        "cores": pool.cores if pool else spec.cores,
                         "cancel_requested": False,
                         "progress": 0.0,
                         "running_instance_count": 0,
@@ -310,15 +340,22 @@ class TaskStore:
     def _links(
         conn: Connection, user_id: int, specs: Sequence[TaskSpec]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The user's jobs and tasks that these specs name, by uuid (or job shortname)."""
+        """The user's jobs (by uuid or shortname), pools (their own, or their jobs'; keys
+        "pool:<uuid or shortname>") and dependency tasks that these specs name."""
         job_keys = {s.job_uuid for s in specs if s.job_uuid}
+        pool_keys = {s.pool_uuid for s in specs if s.pool_uuid}
         dep_uuids = {d.task_uuid for s in specs for d in s.dependencies}
         job_of: dict[str, Any] = {}
         task_of: dict[str, Any] = {}
         if job_keys:
             for job in conn.execute(
                 select(
-                    jobs.c.id, jobs.c.uuid, jobs.c.shortname, jobs.c.state, jobs.c.use_dependencies
+                    jobs.c.id,
+                    jobs.c.uuid,
+                    jobs.c.shortname,
+                    jobs.c.state,
+                    jobs.c.use_dependencies,
+                    jobs.c.pool_uuid,
                 ).where(
                     jobs.c.user_id == user_id,
                     or_(jobs.c.uuid.in_(job_keys), jobs.c.shortname.in_(job_keys)),
@@ -326,10 +363,30 @@ class TaskStore:
             ):
                 job_of.setdefault(job.uuid, job)
                 job_of.setdefault(job.shortname, job)
+        pool_keys |= {j.pool_uuid for j in job_of.values() if j.pool_uuid}
+        if pool_keys:
+            for pool in conn.execute(
+                select(
+                    pools.c.id,
+                    pools.c.uuid,
+                    pools.c.shortname,
+                    pools.c.state,
+                    pools.c.closing,
+                    pools.c.profile,
+                    pools.c.cores,
+                ).where(
+                    pools.c.user_id == user_id,
+                    or_(pools.c.uuid.in_(pool_keys), pools.c.shortname.in_(pool_keys)),
+                )
+            ):
+                job_of.setdefault("pool:" + pool.uuid, pool)
+                job_of.setdefault("pool:" + pool.shortname, pool)
         if dep_uuids:
             for task in conn.execute(
                 select(tasks.c.id, tasks.c.uuid, tasks.c.job_id).where(
-                    tasks.c.user_id == user_id, tasks.c.uuid.in_(dep_uuids)
+                    tasks.c.user_id == user_id,
+                    tasks.c.uuid.in_(dep_uuids),
+                    tasks.c.slots_of.is_(None),
                 )
             ):
                 task_of[task.uuid] = task
@@ -400,7 +457,8 @@ class TaskStore:
     ) -> tuple[list[TaskRecord], bool]:
         """Up to ``limit`` tasks (of one job, if given) after ``after_id`` in id (creation)
         order, and if more exist."""
-        where = [tasks.c.user_id == user_id, tasks.c.id > after_id]
+        # a pool's slot task is never listed
+        where = [tasks.c.user_id == user_id, tasks.c.id > after_id, tasks.c.slots_of.is_(None)]
         if job_id is not None:
             where.append(tasks.c.job_id == job_id)
         if flt is not None:
@@ -437,6 +495,7 @@ class TaskStore:
                 ).where(
                     tasks.c.user_id == user_id,
                     tasks.c.state.in_(_NOT_FINAL),
+                    tasks.c.slots_of.is_(None),
                 )
             ).one()
         return Counts(int(total), int(running[0]), int(running[1]), int(running[2]))

@@ -228,7 +228,7 @@ async def _output(
     return text_response(text)
 
 
-def _instance(raw: str) -> int:
+def instance_number(raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
@@ -248,12 +248,12 @@ for _stream in STREAMS:
 
         @router.get(f"/tasks/{{key}}/{stream}/{{instance}}", name=f"get_{stream}_instance")
         async def get_instance(key: str, instance: str, p: PlatformDep, user: UserDep) -> Response:
-            return await _output(p, user.id, key, stream, _instance(instance), fresh=False)
+            return await _output(p, user.id, key, stream, instance_number(instance), fresh=False)
 
         @router.post(f"/tasks/{{key}}/{stream}/{{instance}}", name=f"fresh_{stream}_instance")
         async def fresh_instance(
             key: str, instance: str, p: PlatformDep, user: UserDep
         ) -> Response:
-            return await _output(p, user.id, key, stream, _instance(instance), fresh=True)
+            return await _output(p, user.id, key, stream, instance_number(instance), fresh=True)
 
     _make(_stream)

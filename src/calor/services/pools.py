@@ -1,0 +1,121 @@
+"""Pool use cases (contract §2.3): create, read, page, search, update, scale, refresh
+resources, close, delete, and the pool's output (its slots' preparation)."""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from calor.domain.errors import BadRequest, NotFound
+from calor.domain.filters import Filter
+from calor.domain.pool import PoolRecord, PoolSpec, parse_policies
+from calor.domain.transfer import resource_sources
+from calor.services.tasks import (
+    InstanceControl,
+    decode_token,
+    encode_token,
+    page_size,
+    render,
+    utcnow,
+)
+from calor.settings import Limits
+from calor.store.logs import LogStore
+from calor.store.pools import PoolStore
+
+
+@dataclass(frozen=True)
+class PoolPage:
+    pools: list[PoolRecord]
+    token: str | None
+    next_token: str | None
+
+
+class PoolService:
+    def __init__(
+        self,
+        pools: PoolStore,
+        logs: LogStore,
+        limits: Limits,
+        control: InstanceControl,
+        bucket_exists: Callable[[int, str], bool] = lambda _user, _name: True,
+        unsupported: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.pools = pools
+        self.logs = logs
+        self.limits = limits
+        self.control = control
+        self.bucket_exists = bucket_exists
+        # why this server cannot run pools (None: it can)
+        self.unsupported = unsupported
+        self.clock = clock
+
+    def create(self, user_id: int, spec: PoolSpec) -> str:
+        if self.unsupported:
+            raise BadRequest(self.unsupported)
+        for name in dict.fromkeys(s.bucket for s in resource_sources(spec.document)):
+            if not self.bucket_exists(user_id, name):
+                raise NotFound(f"the resource bucket {name!r} does not exist")
+        pool_uuid = self.pools.insert(user_id, spec, self.clock())
+        self.control.wake()
+        return pool_uuid
+
+    def get(self, user_id: int, key: str) -> PoolRecord:
+        return self.pools.get(user_id, key)
+
+    def page(
+        self, user_id: int, flt: Filter | None, token: str | None, size: int | None, full: bool
+    ) -> PoolPage:
+        records, more = self.pools.page(
+            user_id, flt, decode_token(token), page_size(self.limits, size), full
+        )
+        return PoolPage(records, token, encode_token(records[-1].id) if more and records else None)
+
+    def search(self, user_id: int, flt: Filter | None, size: int | None) -> list[PoolRecord]:
+        limit = size if size and size > 0 else self.limits.page_max
+        return self.pools.page(user_id, flt, 0, min(limit, self.limits.page_max), True)[0]
+
+    def iterate(self, user_id: int, flt: Filter | None, full: bool) -> Iterator[PoolRecord]:
+        after = 0
+        while True:
+            records, more = self.pools.page(user_id, flt, after, 200, full)
+            yield from records
+            if not more or not records:
+                return
+            after = records[-1].id
+
+    def update(self, user_id: int, key: str, spec: PoolSpec) -> None:
+        self.pools.update(user_id, key, spec, self.clock())
+        self.control.wake()
+
+    def set_scaling(self, user_id: int, key: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise BadRequest('the scaling body must be an object such as {"policies": [...]}')
+        policies = {str(k).lower(): v for k, v in body.items()}.get("policies")
+        if not parse_policies(policies):
+            raise BadRequest("scaling.policies must list at least one policy")
+        self.pools.set_scaling(user_id, key, {"policies": policies}, self.clock())
+
+    def refresh_resources(self, user_id: int, key: str) -> None:
+        """PATCH /pools/{uuid}: prepared slots fetch new or changed resource objects."""
+        self.control.refresh(self.pools.executing_slots(user_id, key))
+
+    def close(self, user_id: int, key: str) -> None:
+        self.control.abort(self.pools.close(user_id, key, self.clock()))
+
+    def delete(self, user_id: int, key: str) -> None:
+        self.control.abort(self.pools.delete(user_id, key, self.clock()))
+
+    def output(
+        self, user_id: int, key: str, stream: int, instance_id: int | None, fresh: bool
+    ) -> str:
+        """What the slots printed (their preparation), as a task's output reads."""
+        task_id = self.pools.slots_task(user_id, key)
+        if instance_id is not None and instance_id not in self.pools.slot_ids(task_id):
+            raise NotFound(f"instance {instance_id} of pool {key!r} not found")
+        chunks = (
+            self.logs.read_fresh(task_id, stream, instance_id)
+            if fresh
+            else self.logs.read(task_id, stream, instance_id)
+        )
+        return render(chunks, prefixed=instance_id is None)
