@@ -417,3 +417,27 @@ def test_slots_are_prepared_again_after_a_restart(tmp_path: Path) -> None:
             wait_state(c, pool, {"Closed"})
     finally:
         server.stop()
+
+
+def test_slots_per_node_and_auto_delete(pools: httpx.Client) -> None:
+    client = pools
+    pool = create_pool(
+        client,
+        instanceCount=1,
+        multiSlotsSettings={"slotsPerNode": 2},
+        hardwareConstraints=[{"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 2}],
+        autoDeleteOnCompletion=True,
+        completionTimeToLive="00:00:01",
+    )
+    got = wait_state(client, pool, {"FullyExecuting"})
+    # one node of 2 cores split in 2 slots of 1 core
+    assert got["totalSlotCapacity"] == 2 and got["runningCoreCount"] == 2
+    assert got["multiSlotsSettings"] == {"slotsPerNode": 2}
+    task = submit(client, on_pool(pool, "echo $INSTANCE_ID", instanceCount=2))
+    assert wait_final(client, task)["state"] == "Success"
+    client.post(f"/pools/{pool}/close")
+    wait_for(
+        lambda: client.get(f"/pools/{pool}").status_code == 404,
+        timeout=15,
+        message="the closed pool to be deleted after its TTL",
+    )

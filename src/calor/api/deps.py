@@ -58,3 +58,16 @@ def json_array_response(items: Iterator[Any]) -> Response:
         yield b"]"
 
     return StreamingResponse(body(), media_type="application/json")
+
+
+def page_response(data: list[Any], token: str | None, next_token: str | None) -> Response:
+    """The envelope of every ``/…/paginate`` answer (contract §11.4)."""
+    return json_response(
+        {
+            "data": data,
+            "token": token,
+            "nextToken": next_token,
+            "isTruncated": next_token is not None,
+            "count": len(data),
+        }
+    )

@@ -39,6 +39,9 @@ class SlotState(StrEnum):
 
     IDLE = "idle"
     BUSY = "busy"
+    # fetching the pool's updated resources (PATCH): tasks that wait for the pool's resources
+    # synchronization do not start on it until it is idle again
+    SYNCING = "syncing"
 
 
 @dataclass(frozen=True)
@@ -185,27 +188,36 @@ def parse_policies(raw: Any) -> tuple[Policy, ...]:
             slots = _int(body, "slotsCount", where, 0)
             out.append(Policy(name, "Fixed", slots, slots, periods=periods, raw=dict(item)))
         elif kind == "managedtasksqueue":
-            low = _int(body, "minTotalSlots", where, 0)
-            high = _int(body, "maxTotalSlots", where, max(low, 1))
-            if high < low:
-                raise BadRequest(f"{where}: maxTotalSlots ({high}) < minTotalSlots ({low})")
-            factor = _number(body, "scalingFactor", where, 1.0)
-            out.append(
-                Policy(
-                    name,
-                    "ManagedTasksQueue",
-                    low,
-                    high,
-                    _int(body, "minIdleSlots", where, 0),
-                    _number(body, "minIdleTimeSeconds", where, 0.0),
-                    factor if factor > 0 else 1.0,
-                    periods,
-                    raw=dict(item),
-                )
-            )
+            out.append(_managed(body, where, name, "scalingFactor", periods, dict(item)))
         else:
             raise BadRequest(f"{where}.type must be Fixed or ManagedTasksQueue")
     return tuple(out)
+
+
+def _managed(
+    body: Mapping[str, Any],
+    where: str,
+    name: str,
+    factor_key: str,
+    periods: tuple[Period, ...] = (Period(),),
+    raw: dict[str, Any] | None = None,
+) -> Policy:
+    low = _int(body, "minTotalSlots", where, 0)
+    high = _int(body, "maxTotalSlots", where, max(low, 1))
+    if high < low:
+        raise BadRequest(f"{where}: maxTotalSlots ({high}) < minTotalSlots ({low})")
+    factor = _number(body, factor_key, where, 1.0)
+    return Policy(
+        name,
+        "ManagedTasksQueue",
+        low,
+        high,
+        _int(body, "minIdleSlots", where, 0),
+        _number(body, "minIdleTimeSeconds", where, 0.0),
+        factor if factor > 0 else 1.0,
+        periods,
+        raw=raw or {},
+    )
 
 
 def elastic_policy(raw: Any) -> Policy | None:
@@ -215,21 +227,7 @@ def elastic_policy(raw: Any) -> Policy | None:
     body = _keyed(raw, "elasticProperty")
     if not body.get("iselastic"):
         return None
-    where = "elasticProperty"
-    low = _int(body, "minTotalSlots", where, 0)
-    high = _int(body, "maxTotalSlots", where, max(low, 1))
-    if high < low:
-        raise BadRequest(f"elasticProperty: maxTotalSlots ({high}) < minTotalSlots ({low})")
-    factor = _number(body, "rampResizeFactor", where, 1.0)
-    return Policy(
-        "elastic",
-        "ManagedTasksQueue",
-        low,
-        high,
-        _int(body, "minIdleSlots", where, 0),
-        _number(body, "minIdleTimeSeconds", where, 0.0),
-        factor if factor > 0 else 1.0,
-    )
+    return _managed(body, "elasticProperty", "elastic", "rampResizeFactor")
 
 
 def active_policy(policies: Sequence[Policy], now: datetime) -> Policy | None:

@@ -228,15 +228,21 @@ class InstanceRunner:
             live = self._live.get(row_id)
         if live is None or self.files is None:
             return
-        with live.lock:
-            if live.workdir.is_dir():
-                self.files.fetch(
-                    live.job.user_id,
-                    live.job.transfers.resources,
-                    live.workdir,
-                    live.inputs,
-                    lambda _p: None,
-                )
+        try:
+            with live.lock:
+                if live.workdir.is_dir():
+                    self.files.fetch(
+                        live.job.user_id,
+                        live.job.transfers.resources,
+                        live.workdir,
+                        live.inputs,
+                        lambda _p: None,
+                    )
+        finally:
+            with self._live_lock:
+                held = row_id in self._held
+            if held:  # a prepared pool slot is in use again, synced or not
+                live.emit(Ready(row_id, utcnow()))
 
     def snapshot(self, row_id: int, snapshot_id: str, target: Upload, emit: EventSink) -> None:
         """Upload a running attempt's result files now; always reports SnapshotDone."""

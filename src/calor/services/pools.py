@@ -97,8 +97,9 @@ class PoolService:
         self.pools.set_scaling(user_id, key, {"policies": policies}, self.clock())
 
     def refresh_resources(self, user_id: int, key: str) -> None:
-        """PATCH /pools/{uuid}: prepared slots fetch new or changed resource objects."""
-        self.control.refresh(self.pools.executing_slots(user_id, key))
+        """PATCH /pools/{uuid}: running slots fetch new or changed resource objects; tasks
+        that wait for the pool's resources synchronization start on a slot once it has."""
+        self.control.refresh(self.pools.sync_slots(user_id, key))
 
     def close(self, user_id: int, key: str) -> None:
         self.control.abort(self.pools.close(user_id, key, self.clock()))

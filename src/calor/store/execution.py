@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, true, update
+from sqlalchemy import bindparam, case, or_, select, true, update
 
 from calor.domain.hardware import requirements
 from calor.domain.pool import SlotState
@@ -59,10 +59,12 @@ _QUEUED = (
 _QUEUED_FREE = _QUEUED.where(tasks.c.pool_id.is_(None)).limit(bindparam("limit"))
 _QUEUED_ON_POOL = _QUEUED.where(tasks.c.pool_id == bindparam("pool_id")).limit(bindparam("limit"))
 _SLOT_TASK = tasks.alias("slot_task")
+_FREE_USES = [SlotState.IDLE.value, SlotState.SYNCING.value]
 _IDLE_SLOTS = (
     select(
         instances.c.id,
         instances.c.instance_id,
+        instances.c.slot_use,
         _SLOT_TASK.c.uuid,
         _SLOT_TASK.c.slots_of,
         _SLOT_TASK.c.document,
@@ -70,9 +72,10 @@ _IDLE_SLOTS = (
     .join(_SLOT_TASK, _SLOT_TASK.c.id == instances.c.task_id)
     .where(
         instances.c.state == InstanceState.EXECUTING.value,
-        instances.c.slot_use == SlotState.IDLE.value,
+        instances.c.slot_use.in_(_FREE_USES),
     )
-    .order_by(instances.c.id)
+    # idle ones first: a syncing slot goes only to tasks that need not wait for it
+    .order_by(instances.c.slot_use, instances.c.id)
 )
 _WAITING_FOR_SLOT = (
     select(instances.c.id)
@@ -87,7 +90,7 @@ _SLOT_WANTED = (
     .join(_SLOT_TASK, _SLOT_TASK.c.id == instances.c.task_id)
     .where(
         instances.c.state == InstanceState.EXECUTING.value,
-        instances.c.slot_use == SlotState.IDLE.value,
+        instances.c.slot_use.in_(_FREE_USES),
         _WAITING_FOR_SLOT.exists(),
     )
     .limit(1)
@@ -95,6 +98,15 @@ _SLOT_WANTED = (
 _FREE_SLOT = (
     update(instances)
     .where(instances.c.id == bindparam("slot_id"), instances.c.slot_use == SlotState.BUSY.value)
+    .values(slot_use=SlotState.IDLE.value, idle_since=bindparam("at"))
+)
+# prepared, or synced again: idle, unless a task took it meanwhile
+_SLOT_READY = (
+    update(instances)
+    .where(
+        instances.c.id == bindparam("slot_id"),
+        or_(instances.c.slot_use.is_(None), instances.c.slot_use != SlotState.BUSY.value),
+    )
     .values(slot_use=SlotState.IDLE.value, idle_since=bindparam("at"))
 )
 _TAKE_SLOT = (
@@ -164,6 +176,18 @@ def _constants(
     return merged
 
 
+def _pick_slot(slots: list[Any], document: dict[str, Any]) -> Any:
+    """Take an idle slot (or a syncing one, for a task that need not wait for the pool's
+    resources synchronization) out of ``slots``; None if none fits."""
+    wait = document.get("waitForPoolResourcesSynchronization")
+    if wait is None and slots:
+        wait = slots[0].document.get("taskDefaultWaitForPoolResourcesSynchronization")
+    for i, slot in enumerate(slots):
+        if slot.slot_use == SlotState.IDLE.value or not wait:
+            return slots.pop(i)
+    return None
+
+
 def _job(
     row: Any, cores: int, pool: dict[str, Any] | None = None, slot: tuple[str, int] | None = None
 ) -> InstanceJob:
@@ -220,7 +244,10 @@ class ExecutionStore:
         jobs: list[InstanceJob] = []
         for pool_id, slots in idle.items():
             rows = conn.execute(_QUEUED_ON_POOL, {"pool_id": pool_id, "limit": len(slots)}).all()
-            for row, slot in zip(rows, slots, strict=False):
+            for row in rows:
+                slot = _pick_slot(slots, row.document)
+                if slot is None:
+                    continue
                 job = _job(row, row.cores, slot.document, (slot.uuid, slot.instance_id))
                 conn.execute(_TAKE_SLOT, {"slot_id": slot.id})
                 conn.execute(_PUT_IN_SLOT, {"row_id": row.id, "slot_id": slot.id})
@@ -289,14 +316,7 @@ class ExecutionStore:
                     continue
                 elif isinstance(ev, Ready):
                     if state[ev.row_id] is InstanceState.EXECUTING:
-                        conn.execute(
-                            _UPDATE_INSTANCE,
-                            {
-                                "_row_id": ev.row_id,
-                                "slot_use": SlotState.IDLE.value,
-                                "idle_since": ev.at,
-                            },
-                        )
+                        conn.execute(_SLOT_READY, {"slot_id": ev.row_id, "at": ev.at})
                     continue
                 elif isinstance(ev, Finished):
                     new = self._finish(conn, row, state[ev.row_id], ev)

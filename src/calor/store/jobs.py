@@ -13,6 +13,7 @@ from calor.domain.job import JobRecord, JobSpec
 from calor.domain.states import FINAL_TASK_STATES, JobState, TaskState
 from calor.store.engine import Database
 from calor.store.filter_sql import JOBS, to_sql
+from calor.store.keys import id_by_key, tags_by_owner
 from calor.store.settle import (
     CANCELLED_CODE,
     append_error,
@@ -48,25 +49,11 @@ def job_record(row: Row[Any], tags: list[str] | None = None) -> JobRecord:
 
 
 def _tags(conn: Connection, job_ids: list[int]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {i: [] for i in job_ids}
-    if job_ids:
-        for row in conn.execute(
-            select(job_tags.c.job_id, job_tags.c.tag).where(job_tags.c.job_id.in_(job_ids))
-        ):
-            out[row.job_id].append(row.tag)
-    return out
+    return tags_by_owner(conn, job_tags.c.job_id, job_tags.c.tag, job_ids)
 
 
 def job_id_of(conn: Connection, user_id: int, key: str) -> int:
-    """The id of the user's job with this uuid or shortname; NotFound otherwise."""
-    if "\x00" not in key:
-        for column in (jobs.c.uuid, jobs.c.shortname):
-            found = conn.execute(
-                select(jobs.c.id).where(jobs.c.user_id == user_id, column == key)
-            ).scalar()
-            if found is not None:
-                return int(found)
-    raise NotFound(f"job {key!r} not found")
+    return id_by_key(conn, jobs, user_id, key, "job")
 
 
 def pools_uuid(conn: Connection, user_id: int, key: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from calor.domain.errors import BadRequest, Conflict, NotFound
+from calor.domain.errors import BadRequest, Conflict
 from calor.domain.filters import Filter
 from calor.domain.pool import (
     PoolRecord,
@@ -35,10 +35,11 @@ from calor.domain.states import (
 )
 from calor.store.engine import Database
 from calor.store.filter_sql import POOLS, to_sql
+from calor.store.keys import id_by_key, tags_by_owner
 from calor.store.records import load_instances, recompute, task_record
 from calor.store.settle import CANCELLED_CODE, append_error
 from calor.store.tables import instances, pool_tags, pools, tasks
-from calor.store.tasks import abort_task
+from calor.store.tasks import abort_task, new_instance_rows, new_task_row
 
 _NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 _PENDING = [s.value for s in PENDING_INSTANCE_STATES]
@@ -46,25 +47,11 @@ _LIVE = [s.value for s in ACTIVE_INSTANCE_STATES | PENDING_INSTANCE_STATES]
 
 
 def pool_id_of(conn: Connection, user_id: int, key: str) -> int:
-    """The id of the user's pool with this uuid or shortname; NotFound otherwise."""
-    if "\x00" not in key:
-        for column in (pools.c.uuid, pools.c.shortname):
-            found = conn.execute(
-                select(pools.c.id).where(pools.c.user_id == user_id, column == key)
-            ).scalar()
-            if found is not None:
-                return int(found)
-    raise NotFound(f"pool {key!r} not found")
+    return id_by_key(conn, pools, user_id, key, "pool")
 
 
 def _tags(conn: Connection, pool_ids: list[int]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {i: [] for i in pool_ids}
-    if pool_ids:
-        for row in conn.execute(
-            select(pool_tags.c.pool_id, pool_tags.c.tag).where(pool_tags.c.pool_id.in_(pool_ids))
-        ):
-            out[row.pool_id].append(row.tag)
-    return out
+    return tags_by_owner(conn, pool_tags.c.pool_id, pool_tags.c.tag, pool_ids)
 
 
 def _task_instances(conn: Connection, pool_ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -110,22 +97,6 @@ def _record(
         task_instances=task_instances[0],
         busy_slots=task_instances[1],
     )
-
-
-def _new_slots(task_id: int, first: int, count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "task_id": task_id,
-            "instance_id": first + i,
-            "state": InstanceState.QUEUED.value,
-            "attempts": 0,
-            "progress": 0.0,
-            "wall_time_sec": 0.0,
-            "cpu_time_sec": 0.0,
-            "peak_memory_mb": 0,
-        }
-        for i in range(count)
-    ]
 
 
 def close_pool(conn: Connection, pool_id: int, now: datetime) -> list[int]:
@@ -215,45 +186,33 @@ class PoolStore:
                 slot_uuid = str(uuidlib.uuid4())
                 task_id = conn.execute(
                     insert(tasks).returning(tasks.c.id),
-                    {
-                        "uuid": slot_uuid,
-                        "user_id": user_id,
-                        "name": f"slots of pool {pool_uuid}",
-                        "shortname": slot_uuid,
-                        "profile": spec.profile,
-                        "pool_uuid": None,
-                        "state": TaskState.SUBMITTED.value,
-                        "previous_state": TaskState.SUBMITTED.value,
-                        "creation_date": now,
-                        "state_transition_time": now,
-                        "previous_state_transition_time": now,
-                        "last_modified": now,
-                        "instance_count": initial,
-                        "cores": spec.cores,
-                        "cancel_requested": False,
-                        "progress": 0.0,
-                        "running_instance_count": 0,
-                        "running_core_count": 0,
-                        "execution_time_sec": 0.0,
-                        "wall_time_sec": 0.0,
-                        "results_count": 0,
-                        "retries_used": 0,
-                        "errors": [],
-                        "document": slot_document,
-                        "max_queue_sec": spec.max_queue_sec,
-                        "queue_due": (
+                    new_task_row(
+                        now,
+                        uuid=slot_uuid,
+                        user_id=user_id,
+                        name=f"slots of pool {pool_uuid}",
+                        shortname=slot_uuid,
+                        profile=spec.profile,
+                        instance_count=initial,
+                        cores=spec.cores,
+                        document=slot_document,
+                        max_queue_sec=spec.max_queue_sec,
+                        queue_due=(
                             now + timedelta(seconds=spec.max_queue_sec)
                             if spec.max_queue_sec
                             else None
                         ),
-                        "slots_of": pool_id,
-                    },
+                        slots_of=pool_id,
+                    ),
                 ).scalar_one()
                 conn.execute(
                     update(pools).where(pools.c.id == pool_id).values(slots_task_id=task_id)
                 )
                 if initial:
-                    conn.execute(insert(instances), _new_slots(task_id, 0, initial))
+                    conn.execute(
+                        insert(instances),
+                        new_instance_rows(task_id, range(initial), InstanceState.QUEUED),
+                    )
                 if spec.tags:
                     conn.execute(
                         insert(pool_tags),
@@ -351,19 +310,23 @@ class PoolStore:
                 ).scalars()
             )
 
-    def executing_slots(self, user_id: int, key: str) -> list[int]:
-        with self.db.read() as conn:
+    def sync_slots(self, user_id: int, key: str) -> list[int]:
+        """The running slots, to fetch the pool's new or changed resources; idle ones are
+        marked syncing (committed before the request is answered) until they report Ready."""
+        with self.db.write() as conn:
             pool_id = pool_id_of(conn, user_id, key)
-            return list(
-                conn.execute(
-                    select(instances.c.id)
-                    .join(pools, pools.c.slots_task_id == instances.c.task_id)
-                    .where(
-                        pools.c.id == pool_id,
-                        instances.c.state == InstanceState.EXECUTING.value,
-                    )
-                ).scalars()
+            slots_task = conn.execute(
+                select(pools.c.slots_task_id).where(pools.c.id == pool_id)
+            ).scalar_one()
+            running = (instances.c.task_id == slots_task) & (
+                instances.c.state == InstanceState.EXECUTING.value
             )
+            conn.execute(
+                update(instances)
+                .where(running, instances.c.slot_use == SlotState.IDLE.value)
+                .values(slot_use=SlotState.SYNCING.value)
+            )
+            return list(conn.execute(select(instances.c.id).where(running)).scalars())
 
     def _full(self, conn: Connection, rows: list[Row[Any]]) -> list[PoolRecord]:
         ids = [r.id for r in rows]
@@ -477,7 +440,14 @@ class PoolStore:
                     instances.c.task_id == pool.slots_task_id
                 )
             ).scalar_one()
-            conn.execute(insert(instances), _new_slots(pool.slots_task_id, int(first), plan.add))
+            conn.execute(
+                insert(instances),
+                new_instance_rows(
+                    pool.slots_task_id,
+                    range(int(first), int(first) + plan.add),
+                    InstanceState.QUEUED,
+                ),
+            )
             conn.execute(
                 update(tasks)
                 .where(tasks.c.id == pool.slots_task_id)

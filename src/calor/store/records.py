@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 from calor.domain.dependencies import Dependency, DependencyState
 from calor.domain.states import FINAL_TASK_STATES, InstanceState, TaskState
 from calor.domain.task import InstanceRecord, TaskRecord, derive
+from calor.store.keys import tags_by_owner
 from calor.store.settle import after_end, update_pool_state
 from calor.store.tables import instances, task_tags, tasks
 
@@ -122,14 +123,7 @@ def load_instances(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[
 
 
 def load_tags(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {i: [] for i in task_ids}
-    if not task_ids:
-        return out
-    for row in conn.execute(
-        select(task_tags.c.task_id, task_tags.c.tag).where(task_tags.c.task_id.in_(task_ids))
-    ):
-        out[row.task_id].append(row.tag)
-    return out
+    return tags_by_owner(conn, task_tags.c.task_id, task_tags.c.tag, task_ids)
 
 
 def recompute(conn: Connection, task_ids: Iterable[int], now: datetime) -> None:

@@ -1,7 +1,7 @@
 """Task reads and writes for the API: submit, look up, page, search, count, abort, delete."""
 
 import uuid as uuidlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from calor.domain.states import (
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.store.engine import Database
 from calor.store.filter_sql import to_sql
+from calor.store.keys import id_by_key
 from calor.store.records import load_instances, load_tags, recompute, task_record
 from calor.store.settle import load_dependencies, settle, settle_dependants
 from calor.store.tables import (
@@ -53,23 +54,8 @@ class Counts:
 
 
 def task_id_of(conn: Connection, user_id: int, key: str) -> int:
-    """The id of the user's task with this uuid or shortname; NotFound otherwise."""
-    if "\x00" in key:  # no task has one, and PostgreSQL rejects it in a query
-        raise NotFound(f"task {key!r} not found")
-    found = conn.execute(
-        select(tasks.c.id).where(
-            tasks.c.user_id == user_id, tasks.c.uuid == key, tasks.c.slots_of.is_(None)
-        )
-    ).scalar()
-    if found is None:
-        found = conn.execute(
-            select(tasks.c.id).where(
-                tasks.c.user_id == user_id, tasks.c.shortname == key, tasks.c.slots_of.is_(None)
-            )
-        ).scalar()
-    if found is None:
-        raise NotFound(f"task {key!r} not found")
-    return int(found)
+    """The id of the user's task with this uuid or shortname (never a pool's slot task)."""
+    return id_by_key(conn, tasks, user_id, key, "task", tasks.c.slots_of.is_(None))
 
 
 def executing_rows(conn: Connection, task_ids: list[int]) -> dict[int, list[int]]:
@@ -83,6 +69,47 @@ def executing_rows(conn: Connection, task_ids: list[int]) -> dict[int, list[int]
     ):
         found.setdefault(task_id, []).append(row_id)
     return found
+
+
+def new_task_row(now: datetime, **fields: Any) -> dict[str, Any]:
+    """A tasks row as submitted: nothing run, nothing counted; ``fields`` say the rest."""
+    return {
+        "state": TaskState.SUBMITTED.value,
+        "previous_state": TaskState.SUBMITTED.value,
+        "creation_date": now,
+        "state_transition_time": now,
+        "previous_state_transition_time": now,
+        "last_modified": now,
+        "end_date": None,
+        "cancel_requested": False,
+        "progress": 0.0,
+        "running_instance_count": 0,
+        "running_core_count": 0,
+        "execution_time_sec": 0.0,
+        "wall_time_sec": 0.0,
+        "results_count": 0,
+        "retries_used": 0,
+        "errors": [],
+        **fields,
+    }
+
+
+def new_instance_rows(
+    task_id: int, instance_ids: Iterable[int], state: InstanceState
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "task_id": task_id,
+            "instance_id": iid,
+            "state": state.value,
+            "attempts": 0,
+            "progress": 0.0,
+            "wall_time_sec": 0.0,
+            "cpu_time_sec": 0.0,
+            "peak_memory_mb": 0,
+        }
+        for iid in instance_ids
+    ]
 
 
 def abort_task(conn: Connection, task_id: int, now: datetime) -> list[int]:
@@ -223,49 +250,34 @@ class TaskStore:
                 results.append(task_uuid)
                 kept.append(spec)
                 rows.append(
-                    {
-                        "uuid": task_uuid,
-                        "user_id": user_id,
-                        "name": spec.name,
-                        "shortname": shortname,
-                        "profile": pool.profile if pool else spec.profile,
-                        "pool_uuid": pool.uuid if pool else None,
-                        "pool_id": pool.id if pool else None,
-                        "job_uuid": job.uuid if job else None,
-                        "project_uuid": spec.project_uuid,
-                        "result_bucket": spec.result_bucket,
-                        "state": TaskState.SUBMITTED.value,
-                        "previous_state": TaskState.SUBMITTED.value,
-                        "creation_date": now,
-                        "state_transition_time": now,
-                        "previous_state_transition_time": now,
-                        "last_modified": now,
-                        "end_date": None,
-                        "instance_count": len(spec.instance_ids),
-                        "advanced_ranges": spec.advanced_ranges,
-                        "cores": pool.cores if pool else spec.cores,
-                        "cancel_requested": False,
-                        "progress": 0.0,
-                        "running_instance_count": 0,
-                        "running_core_count": 0,
-                        "execution_time_sec": 0.0,
-                        "wall_time_sec": 0.0,
-                        "results_count": 0,
-                        "retries_used": 0,
-                        "max_per_instance_retries": spec.max_per_instance_retries,
-                        "max_total_retries": spec.max_total_retries,
-                        "errors": [],
-                        "document": spec.document,
-                        "job_id": job.id if job else None,
-                        "dependency_state": DependencyState.WAITING.value if deps else None,
-                        "max_queue_sec": spec.max_queue_sec or None,
-                        "queue_due": (
+                    new_task_row(
+                        now,
+                        uuid=task_uuid,
+                        user_id=user_id,
+                        name=spec.name,
+                        shortname=shortname,
+                        profile=pool.profile if pool else spec.profile,
+                        pool_uuid=pool.uuid if pool else None,
+                        pool_id=pool.id if pool else None,
+                        job_uuid=job.uuid if job else None,
+                        project_uuid=spec.project_uuid,
+                        result_bucket=spec.result_bucket,
+                        instance_count=len(spec.instance_ids),
+                        advanced_ranges=spec.advanced_ranges,
+                        cores=pool.cores if pool else spec.cores,
+                        max_per_instance_retries=spec.max_per_instance_retries,
+                        max_total_retries=spec.max_total_retries,
+                        document=spec.document,
+                        job_id=job.id if job else None,
+                        dependency_state=DependencyState.WAITING.value if deps else None,
+                        max_queue_sec=spec.max_queue_sec or None,
+                        queue_due=(
                             now + timedelta(seconds=spec.max_queue_sec)
                             if spec.max_queue_sec and not deps
                             else None
                         ),
-                        "completion_ttl_sec": spec.completion_ttl_sec,
-                    }
+                        completion_ttl_sec=spec.completion_ttl_sec,
+                    )
                 )
             if not rows:
                 return results
@@ -314,20 +326,13 @@ class TaskStore:
             conn.execute(
                 insert(instances),
                 [
-                    {
-                        "task_id": tid,
-                        "instance_id": iid,
-                        "state": (
-                            InstanceState.WAITING if spec.dependencies else InstanceState.QUEUED
-                        ).value,
-                        "attempts": 0,
-                        "progress": 0.0,
-                        "wall_time_sec": 0.0,
-                        "cpu_time_sec": 0.0,
-                        "peak_memory_mb": 0,
-                    }
+                    row
                     for tid, spec in zip(ids, kept, strict=True)
-                    for iid in spec.instance_ids
+                    for row in new_instance_rows(
+                        tid,
+                        spec.instance_ids,
+                        InstanceState.WAITING if spec.dependencies else InstanceState.QUEUED,
+                    )
                 ],
             )
             # dependencies that have already ended decide at once

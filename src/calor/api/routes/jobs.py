@@ -5,7 +5,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from calor.api.deps import PlatformDep, UserDep, json_array_response, json_body, json_response
+from calor.api.deps import (
+    PlatformDep,
+    UserDep,
+    json_array_response,
+    json_body,
+    json_response,
+    page_response,
+)
 from calor.api.requests import JobBody, PageBody, SearchBody, parse
 from calor.api.routes.tasks import task_items
 from calor.api.schemas import job_json, job_spec, select_fields
@@ -36,15 +43,7 @@ async def paginate_jobs(request: Request, p: PlatformDep, user: UserDep) -> Resp
     flt = parse_filter(body.filter, JOB_FIELDS)
     page = await run_in_threadpool(p.jobs.page, user.id, flt, body.token, body.maximum_results)
     data = [job_json(j) for j in page.jobs]
-    return json_response(
-        {
-            "data": data,
-            "token": page.token,
-            "nextToken": page.next_token,
-            "isTruncated": page.next_token is not None,
-            "count": len(data),
-        }
-    )
+    return page_response(data, page.token, page.next_token)
 
 
 @router.post("/jobs/search")

@@ -14,10 +14,10 @@ from calor.api.deps import (
     json_array_response,
     json_body,
     json_response,
-    text_response,
+    page_response,
 )
 from calor.api.requests import PageBody, PoolBody, SearchBody, parse
-from calor.api.routes.tasks import STREAMS, instance_number
+from calor.api.routes.output import add_output_routes
 from calor.api.schemas import HostFacts, pool_full, pool_spec, pool_summary, select_fields
 from calor.domain.filters import POOL_FIELDS, parse_filter, tags_any
 from calor.domain.pool import PoolRecord, PoolSpec
@@ -62,15 +62,7 @@ async def _paginate(request: Request, p: Platform, user_id: int, full: bool) -> 
         p.pools.page, user_id, flt, body.token, body.maximum_results, full
     )
     data = list(_items(p, page.pools, full))
-    return json_response(
-        {
-            "data": data,
-            "token": page.token,
-            "nextToken": page.next_token,
-            "isTruncated": page.next_token is not None,
-            "count": len(data),
-        }
-    )
+    return page_response(data, page.token, page.next_token)
 
 
 @router.post("/pools/paginate")
@@ -131,32 +123,4 @@ async def delete_pool(key: str, p: PlatformDep, user: UserDep) -> Response:
     return json_response({})
 
 
-async def _output(
-    p: Platform, user_id: int, key: str, stream: str, instance: int | None, fresh: bool
-) -> Response:
-    text = await run_in_threadpool(p.pools.output, user_id, key, STREAMS[stream], instance, fresh)
-    return text_response(text)
-
-
-for _stream in STREAMS:
-
-    def _make(stream: str) -> None:
-        @router.get(f"/pools/{{key}}/{stream}", name=f"pool_get_{stream}")
-        async def get_all(key: str, p: PlatformDep, user: UserDep) -> Response:
-            return await _output(p, user.id, key, stream, None, fresh=False)
-
-        @router.post(f"/pools/{{key}}/{stream}", name=f"pool_fresh_{stream}")
-        async def get_fresh(key: str, p: PlatformDep, user: UserDep) -> Response:
-            return await _output(p, user.id, key, stream, None, fresh=True)
-
-        @router.get(f"/pools/{{key}}/{stream}/{{instance}}", name=f"pool_get_{stream}_instance")
-        async def get_instance(key: str, instance: str, p: PlatformDep, user: UserDep) -> Response:
-            return await _output(p, user.id, key, stream, instance_number(instance), fresh=False)
-
-        @router.post(f"/pools/{{key}}/{stream}/{{instance}}", name=f"pool_fresh_{stream}_instance")
-        async def fresh_instance(
-            key: str, instance: str, p: PlatformDep, user: UserDep
-        ) -> Response:
-            return await _output(p, user.id, key, stream, instance_number(instance), fresh=True)
-
-    _make(_stream)
+add_output_routes(router, "pool", lambda p: p.pools)

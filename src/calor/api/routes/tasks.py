@@ -14,10 +14,11 @@ from calor.api.deps import (
     json_array_response,
     json_body,
     json_response,
-    text_response,
+    page_response,
 )
 from calor.api.errors import status_of
 from calor.api.requests import PageBody, SearchBody, TaskBody, parse
+from calor.api.routes.output import add_output_routes
 from calor.api.schemas import (
     HostFacts,
     select_fields,
@@ -33,8 +34,6 @@ from calor.services.platform import Platform
 from calor.services.tasks import utcnow
 
 router = APIRouter()
-
-STREAMS = {"stdout": 1, "stderr": 2}
 
 
 def _facts(p: Platform) -> HostFacts:
@@ -118,15 +117,7 @@ async def _paginate(request: Request, p: Platform, user_id: int, full: bool) -> 
     )
     now = utcnow()
     data = [task_full(t, now, _facts(p)) if full else task_summary(t) for t in page.tasks]
-    return json_response(
-        {
-            "data": data,
-            "token": page.token,
-            "nextToken": page.next_token,
-            "isTruncated": page.next_token is not None,
-            "count": len(data),
-        }
-    )
+    return page_response(data, page.token, page.next_token)
 
 
 @router.post("/tasks/paginate")
@@ -221,39 +212,4 @@ async def abort_task(key: str, p: PlatformDep, user: UserDep) -> Response:
     return json_response({})
 
 
-async def _output(
-    p: Platform, user_id: int, key: str, stream: str, instance: int | None, fresh: bool
-) -> Response:
-    text = await run_in_threadpool(p.tasks.output, user_id, key, STREAMS[stream], instance, fresh)
-    return text_response(text)
-
-
-def instance_number(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"instance id {raw!r} must be an integer") from None
-
-
-for _stream in STREAMS:
-
-    def _make(stream: str) -> None:
-        @router.get(f"/tasks/{{key}}/{stream}", name=f"get_{stream}")
-        async def get_all(key: str, p: PlatformDep, user: UserDep) -> Response:
-            return await _output(p, user.id, key, stream, None, fresh=False)
-
-        @router.post(f"/tasks/{{key}}/{stream}", name=f"fresh_{stream}")
-        async def get_fresh(key: str, p: PlatformDep, user: UserDep) -> Response:
-            return await _output(p, user.id, key, stream, None, fresh=True)
-
-        @router.get(f"/tasks/{{key}}/{stream}/{{instance}}", name=f"get_{stream}_instance")
-        async def get_instance(key: str, instance: str, p: PlatformDep, user: UserDep) -> Response:
-            return await _output(p, user.id, key, stream, instance_number(instance), fresh=False)
-
-        @router.post(f"/tasks/{{key}}/{stream}/{{instance}}", name=f"fresh_{stream}_instance")
-        async def fresh_instance(
-            key: str, instance: str, p: PlatformDep, user: UserDep
-        ) -> Response:
-            return await _output(p, user.id, key, stream, instance_number(instance), fresh=True)
-
-    _make(_stream)
+add_output_routes(router, "task", lambda p: p.tasks)
