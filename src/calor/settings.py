@@ -19,6 +19,8 @@ class Limits:
     max_output_bytes_per_instance: int = 64 * 1024 * 1024
     max_buckets_per_user: int = 10_000
     max_storage_bytes_per_user: int = 2**50  # 1 PiB: no quota unless the operator sets one
+    max_pools_per_user: int = 1000
+    max_jobs_per_user: int = 100_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Limits":

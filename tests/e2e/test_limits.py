@@ -99,3 +99,25 @@ def test_task_limit_per_user_is_exact_under_concurrent_submits(
             assert c.post("/tasks", json=task_body("true")).status_code == 200
     finally:
         server.stop()
+
+
+def test_pool_and_job_limits(tmp_path: Path) -> None:
+    server = make_server(
+        tmp_path, "sqlite", CALOR_LIMIT_MAX_POOLS_PER_USER="1", CALOR_LIMIT_MAX_JOBS_PER_USER="1"
+    ).start()
+    try:
+        token = server.new_user()
+        with httpx.Client(base_url=server.url, headers={"Authorization": token}) as c:
+            pool = {"name": "p", "profile": "docker-batch", "instanceCount": 0}
+            assert c.post("/pools", json=pool).status_code == 200
+            assert c.post("/jobs/", json={"name": "j"}).status_code == 200
+            # the SDK turns these messages into MaxPoolException / MaxJobException
+            r = c.post("/pools", json=pool)
+            assert r.status_code == 403 and "maximum number of pools reached" in r.text
+            r = c.post("/jobs/", json={"name": "j2"})
+            assert r.status_code == 403 and "maximum number of jobs reached" in r.text
+            assert len(c.get("/pools").json()) == 1 and len(c.get("/jobs").json()) == 1
+            info = c.get("/info").json()
+            assert (info["maxPool"], info["poolCount"], info["runningPoolCount"]) == (1, 1, 1)
+    finally:
+        server.stop()

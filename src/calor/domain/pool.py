@@ -285,9 +285,10 @@ def derive_pool_state(
     if closing:
         return PoolState.CLOSING if active else PoolState.CLOSED
     if remaining == 0:
+        # every slot failed to prepare; else it is open with no slot (yet, or any more)
         if counts.get(InstanceState.FAILURE, 0) and not elastic:
             return PoolState.FAILURE
-        return PoolState.FULLY_EXECUTING if elastic else PoolState.CLOSED
+        return PoolState.FULLY_EXECUTING
     executing = counts.get(InstanceState.EXECUTING, 0) + counts.get(InstanceState.UPLOADING, 0)
     dispatched = counts.get(InstanceState.DISPATCHED, 0)
     if executing:

@@ -43,7 +43,7 @@ class JobService:
         self.clock = clock
 
     def create(self, user_id: int, spec: JobSpec) -> str:
-        job_uuid = self.jobs.insert(user_id, spec, self.clock())
+        job_uuid = self.jobs.insert(user_id, spec, self.clock(), self.limits.max_jobs_per_user)
         if spec.max_wall_time_sec:
             self.control.wake()
         return job_uuid

@@ -56,9 +56,12 @@ class PoolService:
         for name in dict.fromkeys(s.bucket for s in resource_sources(spec.document)):
             if not self.bucket_exists(user_id, name):
                 raise NotFound(f"the resource bucket {name!r} does not exist")
-        pool_uuid = self.pools.insert(user_id, spec, self.clock())
+        pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid
+
+    def counts(self, user_id: int) -> tuple[int, int]:
+        return self.pools.counts(user_id)
 
     def get(self, user_id: int, key: str) -> PoolRecord:
         return self.pools.get(user_id, key)

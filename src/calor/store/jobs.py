@@ -13,7 +13,7 @@ from calor.domain.job import JobRecord, JobSpec
 from calor.domain.states import FINAL_TASK_STATES, JobState, TaskState
 from calor.store.engine import Database
 from calor.store.filter_sql import JOBS, to_sql
-from calor.store.keys import id_by_key, tags_by_owner
+from calor.store.keys import check_room, id_by_key, tags_by_owner
 from calor.store.settle import (
     CANCELLED_CODE,
     append_error,
@@ -96,7 +96,7 @@ class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def insert(self, user_id: int, spec: JobSpec, now: datetime) -> str:
+    def insert(self, user_id: int, spec: JobSpec, now: datetime, max_jobs: int) -> str:
         job_uuid = str(uuidlib.uuid4())
         row = {
             "uuid": job_uuid,
@@ -121,6 +121,7 @@ class JobStore:
         }
         try:
             with self.db.write() as conn:
+                check_room(conn, jobs, user_id, max_jobs, "job")
                 if spec.pool_uuid:  # its tasks run on this pool unless they name another
                     row["pool_uuid"] = pools_uuid(conn, user_id, spec.pool_uuid)
                 job_id = conn.execute(insert(jobs).returning(jobs.c.id), row).scalar_one()

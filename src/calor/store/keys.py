@@ -3,9 +3,9 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Connection, Table, select, true
+from sqlalchemy import Column, ColumnElement, Connection, Table, func, select, true
 
-from calor.domain.errors import NotFound
+from calor.domain.errors import Forbidden, NotFound
 
 
 def id_by_key(
@@ -41,3 +41,11 @@ def tags_by_owner(
         for owner_id, value in conn.execute(select(owner, tag).where(owner.in_(list(ids)))):
             out[owner_id].append(value)
     return out
+
+
+def check_room(conn: Connection, table: Table, user_id: int, limit: int, kind: str) -> None:
+    """Forbidden when the user already has ``limit`` rows of ``table`` (the SDK recognises
+    "maximum number of <kind>s reached")."""
+    count = conn.execute(select(func.count()).where(table.c.user_id == user_id)).scalar_one()
+    if count >= limit:
+        raise Forbidden(f"maximum number of {kind}s reached ({limit}); delete some to create more")

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from calor.domain.errors import BadRequest, Conflict
 from calor.domain.filters import Filter
 from calor.domain.pool import (
+    FINAL_POOL_STATES,
     PoolRecord,
     PoolSpec,
     PoolState,
@@ -35,7 +36,7 @@ from calor.domain.states import (
 )
 from calor.store.engine import Database
 from calor.store.filter_sql import POOLS, to_sql
-from calor.store.keys import id_by_key, tags_by_owner
+from calor.store.keys import check_room, id_by_key, tags_by_owner
 from calor.store.records import load_instances, recompute, task_record
 from calor.store.settle import CANCELLED_CODE, append_error
 from calor.store.tables import instances, pool_tags, pools, tasks
@@ -140,7 +141,7 @@ class PoolStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def insert(self, user_id: int, spec: PoolSpec, now: datetime) -> str:
+    def insert(self, user_id: int, spec: PoolSpec, now: datetime, max_pools: int) -> str:
         pool_uuid = str(uuidlib.uuid4())
         # an elastic pool starts empty and is sized by its policy within a second
         initial = 0 if spec.elastic else spec.slots
@@ -156,6 +157,7 @@ class PoolStore:
         slot_document.pop("resultBucket", None)
         try:
             with self.db.write() as conn:
+                check_room(conn, pools, user_id, max_pools, "pool")
                 pool_id = conn.execute(
                     insert(pools).returning(pools.c.id),
                     {
@@ -300,6 +302,17 @@ class PoolStore:
                     select(pools.c.slots_task_id).where(pools.c.id == pool_id)
                 ).scalar_one()
             )
+
+    def counts(self, user_id: int) -> tuple[int, int]:
+        """The user's pools, and how many of them are open (neither closed nor failed)."""
+        ended = [s.value for s in FINAL_POOL_STATES]
+        with self.db.read() as conn:
+            total, open_ = conn.execute(
+                select(func.count(), func.count().filter(pools.c.state.not_in(ended))).where(
+                    pools.c.user_id == user_id
+                )
+            ).one()
+        return int(total), int(open_)
 
     def slot_ids(self, slots_task_id: int) -> set[int]:
         """The instance ids the pool's slots have had."""

@@ -26,6 +26,7 @@ async def settings(p: PlatformDep, _: UserDep, request: Request) -> Response:
 async def info(p: PlatformDep, user: UserDep) -> Response:
     counts = await run_in_threadpool(p.tasks.counts, user.id)
     storage = await run_in_threadpool(p.buckets.usage, user.id)
+    pool_count, open_pools = await run_in_threadpool(p.pools.counts, user.id)
     limits = p.settings.limits
     cores = p.host.cores
     quota = {
@@ -50,10 +51,10 @@ async def info(p: PlatformDep, user: UserDep) -> Response:
             "maxFlexInstances": limits.max_instances_per_task,
             "runningFlexCoreCount": counts.running_core_count,
             "runningFlexInstanceCount": counts.running_instance_count,
-            "maxPool": 0,
-            "poolCount": 0,
-            "maxRunningPool": 0,
-            "runningPoolCount": 0,
+            "maxPool": limits.max_pools_per_user,
+            "poolCount": pool_count,
+            "maxRunningPool": limits.max_pools_per_user,
+            "runningPoolCount": open_pools,
             "runningInstanceCount": counts.running_instance_count,
             "runningCoreCount": counts.running_core_count,
             "projects": [],
