@@ -166,6 +166,17 @@ class PageBody(Lenient):
     token: str | None = None
     filter: dict[str, Any] | None = None
     maximum_results: int | None = None
+    # the node SDK's OrderBy / OrderType: pages go by creation, oldest or newest first
+    order_by: str | None = Field(default=None, max_length=64)
+    order_type: str | None = Field(default=None, max_length=16)
+
+    def descending(self) -> bool:
+        if self.order_by is not None and self.order_by.lower() not in ("creationdate", "id", ""):
+            raise BadRequest(f"orderBy {self.order_by!r} is not supported; use CreationDate")
+        kind = (self.order_type or "asc").lower()
+        if kind not in ("asc", "desc", "ascending", "descending"):
+            raise BadRequest(f"orderType must be Asc or Desc, not {self.order_type!r}")
+        return kind.startswith("desc")
 
 
 class SearchBody(Lenient):

@@ -153,10 +153,18 @@ class TaskService:
         self.control.abort(self.tasks.delete(user_id, key, self.clock()))
 
     def page(
-        self, user_id: int, flt: Filter | None, token: str | None, size: int | None, full: bool
+        self,
+        user_id: int,
+        flt: Filter | None,
+        token: str | None,
+        size: int | None,
+        full: bool,
+        descending: bool = False,
     ) -> Page:
         after = decode_token(token)
-        records, more = self.tasks.page(user_id, flt, after, page_size(self.limits, size), full)
+        records, more = self.tasks.page(
+            user_id, flt, after, page_size(self.limits, size), full, descending=descending
+        )
         next_token = encode_token(records[-1].id) if more and records else None
         return Page(records, token, next_token)
 

@@ -459,19 +459,26 @@ class TaskStore:
         limit: int,
         full: bool,
         job_id: int | None = None,
+        descending: bool = False,
     ) -> tuple[list[TaskRecord], bool]:
         """Up to ``limit`` tasks (of one job, if given) after ``after_id`` in id (creation)
-        order, and if more exist."""
+        order, or before it newest first (``descending``; 0: from the newest), and if more
+        exist."""
         # a pool's slot task is never listed
-        where = [tasks.c.user_id == user_id, tasks.c.id > after_id, tasks.c.slots_of.is_(None)]
+        where = [tasks.c.user_id == user_id, tasks.c.slots_of.is_(None)]
+        if not descending:
+            where.append(tasks.c.id > after_id)
+        elif after_id:
+            where.append(tasks.c.id < after_id)
         if job_id is not None:
             where.append(tasks.c.job_id == job_id)
         if flt is not None:
             where.append(to_sql(flt))
         with self.db.read() as conn:
             try:
+                order = tasks.c.id.desc() if descending else tasks.c.id
                 rows = conn.execute(
-                    select(tasks).where(and_(*where)).order_by(tasks.c.id).limit(limit + 1)
+                    select(tasks).where(and_(*where)).order_by(order).limit(limit + 1)
                 ).all()
             except DataError as exc:  # e.g. a Like regex in a syntax PostgreSQL lacks
                 raise BadRequest(

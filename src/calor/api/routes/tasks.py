@@ -29,6 +29,7 @@ from calor.api.schemas import (
 )
 from calor.domain.errors import BadRequest, CalorError
 from calor.domain.filters import Filter, parse_filter, tags_any
+from calor.domain.ranges import format_ranges
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.services.platform import Platform
 from calor.services.tasks import utcnow
@@ -113,7 +114,7 @@ async def _paginate(request: Request, p: Platform, user_id: int, full: bool) -> 
     body = parse(PageBody, await json_body(request, required=False) or {})
     flt = parse_filter(body.filter)
     page = await run_in_threadpool(
-        p.tasks.page, user_id, flt, body.token, body.maximum_results, full
+        p.tasks.page, user_id, flt, body.token, body.maximum_results, full, body.descending()
     )
     now = utcnow()
     data = [task_full(t, now, _facts(p)) if full else task_summary(t) for t in page.tasks]
@@ -210,6 +211,53 @@ async def delete_task(key: str, p: PlatformDep, user: UserDep) -> Response:
 async def abort_task(key: str, p: PlatformDep, user: UserDep) -> Response:
     await run_in_threadpool(p.tasks.abort, user.id, key)
     return json_response({})
+
+
+# POST /tasks/{uuid}/clone | retry | resume | recover (contract §2.2): a new task from this
+# one's submitted fields, with the optional body's fields on top; retry reruns the failed
+# instances, resume the cancelled ones, recover both
+_RERUN = {
+    "clone": None,
+    "retry": {"Failure"},
+    "resume": {"Cancelled"},
+    "recover": {"Failure", "Cancelled"},
+}
+# what a new task never takes from the one it copies
+_NOT_COPIED = {"uuid", "shortname", "state", "previousState", "errors", "status"}
+
+
+def _copy_body(source: dict[str, Any], overrides: Any, rerun: set[str] | None) -> dict[str, Any]:
+    if overrides is not None and not isinstance(overrides, dict):
+        raise BadRequest("the body must be a JSON object of the fields to change")
+    body = {k: v for k, v in source.items() if k not in _NOT_COPIED}
+    if rerun is not None:
+        ids = [i["instanceId"] for i in source["completedInstances"] if i["state"] in rerun]
+        if not ids:
+            wanted = " or ".join(sorted(s.lower() for s in rerun))
+            raise BadRequest(f"task {source['uuid']} has no {wanted} instance to run again")
+        body.pop("instanceCount", None)
+        body["advancedRanges"] = format_ranges(ids)
+    lowered = {k.lower(): k for k in body}
+    for key, value in (overrides or {}).items():
+        body.pop(lowered.get(str(key).lower(), str(key)), None)
+        body[str(key)] = value
+    return body
+
+
+for _action, _states in _RERUN.items():
+
+    def _rerun(action: str, states: set[str] | None) -> None:
+        @router.post(f"/tasks/{{key}}/{action}", name=f"{action}_task")
+        async def copy(key: str, request: Request, p: PlatformDep, user: UserDep) -> Response:
+            source = _full(p, await run_in_threadpool(p.tasks.get, user.id, key))
+            overrides = await json_body(request, required=False)
+            spec = _spec(p, _copy_body(source, overrides, states))
+            result = (await run_in_threadpool(p.tasks.submit, user.id, [spec]))[0]
+            if isinstance(result, CalorError):
+                raise result
+            return json_response({"uuid": result})
+
+    _rerun(_action, _states)
 
 
 add_output_routes(router, "task", lambda p: p.tasks)
