@@ -1,4 +1,5 @@
-"""The ``calor`` command: ``serve`` and ``admin`` (users and tokens)."""
+"""The ``calor`` command: ``serve``, ``admin`` (users and tokens), and the client commands
+(``login``, ``info``, ``task``, ``pool``, ``job``, ``bucket``) that talk to a server."""
 
 import asyncio
 import contextlib
@@ -13,6 +14,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from calor.cli import account, buckets, jobs, pools, tasks
 from calor.domain.errors import CalorError
 from calor.settings import Limits, Settings
 
@@ -23,6 +25,12 @@ admin = typer.Typer(help="Administration: users and API tokens", no_args_is_help
 user_cmd = typer.Typer(help="Users", no_args_is_help=True)
 token_cmd = typer.Typer(help="API tokens", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+app.add_typer(tasks.app, name="task")
+app.add_typer(pools.app, name="pool")
+app.add_typer(jobs.app, name="job")
+app.add_typer(buckets.app, name="bucket")
+app.command("login")(account.login)
+app.command("info")(account.info)
 admin.add_typer(user_cmd, name="user")
 admin.add_typer(token_cmd, name="token")
 
