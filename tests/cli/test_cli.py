@@ -302,3 +302,16 @@ def test_colours_follow_no_color_and_the_bar_shows_progress(server: Server) -> N
     assert waited.returncode == 0, waited.stderr
     assert "2/2" in waited.stderr and "2 done, 0 running, 0 failed" in waited.stderr
     assert "Success" in waited.stdout
+
+
+def test_follow_prints_output_until_the_task_ends(cli: Cli) -> None:
+    uuid = cli.json(
+        "task", "create", "ticks", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.4; done"
+    )["uuid"]
+    out = cli("task", "stdout", uuid, "--follow", "--instance", "0").stdout
+    assert [line for line in out.splitlines() if line.startswith("tick")] == [
+        "tick 1",
+        "tick 2",
+        "tick 3",
+    ]
+    assert cli.json("task", "info", uuid)["state"] == "Success"
