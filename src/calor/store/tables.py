@@ -266,6 +266,8 @@ instances = Table(
     Column("slot_row_id", Id),
     Index("ix_instances_task_instance", "task_id", "instance_id", unique=True),
     Index("ix_instances_state_id", "state", "id"),
+    # the engine looks for idle pool slots at every claim: few rows, found by this index
+    Index("ix_instances_slot_use", "slot_use"),
     # a row id names an attempt to executors: one of a deleted task must never come back
     sqlite_autoincrement=True,
 )
