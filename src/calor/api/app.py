@@ -9,7 +9,7 @@ from starlette.types import ASGIApp
 from calor import __version__
 from calor.api import errors
 from calor.api.middleware import BodyLimit, NormalizePath
-from calor.api.routes import account, executor, jobs, pools, tasks
+from calor.api.routes import account, buckets, executor, jobs, pools, tasks
 from calor.services.platform import Platform
 
 
@@ -35,5 +35,6 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(jobs.router)
     app.include_router(pools.router)
+    app.include_router(buckets.router)
     app.include_router(executor.router)
     return NormalizePath(BodyLimit(app, platform.settings.limits.max_body_bytes))
