@@ -11,6 +11,7 @@ from calor.api import errors
 from calor.api.middleware import BodyLimit, NormalizePath
 from calor.api.routes import account, buckets, executor, jobs, pools, tasks
 from calor.services.platform import Platform
+from calor.web.app import mount_dashboard
 
 
 def create_app(
@@ -37,4 +38,5 @@ def create_app(
     app.include_router(pools.router)
     app.include_router(buckets.router)
     app.include_router(executor.router)
+    mount_dashboard(app)
     return NormalizePath(BodyLimit(app, platform.settings.limits.max_body_bytes))
