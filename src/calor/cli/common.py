@@ -109,3 +109,40 @@ def image_constants(image: str | None) -> list[dict[str, str]]:
     if not sep or "/" in tag:  # no tag: the colon was a registry's port
         repo, tag = image, "latest"
     return [{"key": "DOCKER_REPO", "value": repo}, {"key": "DOCKER_TAG", "value": tag}]
+
+
+def for_each(
+    url: str | None,
+    token: str | None,
+    keys: list[str],
+    method: str,
+    path: Callable[[str], str],
+    done: str,
+    **kwargs: Any,
+) -> None:
+    """One request per object, saying on stderr what was done to each."""
+    with api(url, token) as client:
+        for key in keys:
+            client.request(method, path(key), **kwargs)
+            err.print(f"{done} {key}", highlight=False)
+
+
+def listing(
+    url: str | None,
+    token: str | None,
+    path: str,
+    tags: list[str],
+    as_json: bool,
+    columns: tuple[str, ...],
+    row: Callable[[dict[str, Any]], tuple[str, ...]],
+) -> None:
+    """``GET path?tag=…`` as JSON, or as a table of ``row(item)``."""
+    with api(url, token) as client:
+        items = client.json("GET", path, params=[("tag", t) for t in tags])
+    if as_json:
+        print_json(items)
+        return
+    t = table(*columns)
+    for item in items:
+        t.add_row(*row(item))
+    console.print(t)

@@ -10,8 +10,9 @@ from calor.cli.common import (
     Url,
     api,
     console,
-    err,
+    for_each,
     handles_errors,
+    listing,
     print_json,
     short_date,
     state,
@@ -62,14 +63,14 @@ def list_(
     as_json: Json = False,
 ) -> None:
     """List jobs."""
-    with api(url, token) as client:
-        jobs = client.json("GET", "/jobs", params=[("tag", t) for t in tag])
-    if as_json:
-        print_json(jobs)
-        return
-    t = table("uuid", "name", "state", "dependencies", "pool", "created", "tags")
-    for job in jobs:
-        t.add_row(
+    listing(
+        url,
+        token,
+        "/jobs",
+        tag,
+        as_json,
+        ("uuid", "name", "state", "dependencies", "pool", "created", "tags"),
+        lambda job: (
             job["uuid"][:8],
             job["name"],
             state(job["state"]),
@@ -77,8 +78,8 @@ def list_(
             (job.get("poolUuid") or "-")[:8],
             short_date(job.get("creationDate")),
             ",".join(job.get("tags") or []),
-        )
-    console.print(t)
+        ),
+    )
 
 
 @app.command("info")
@@ -125,10 +126,7 @@ def tasks(uuid: str, url: Url = None, token: Token = None) -> None:
 @handles_errors
 def terminate(uuids: list[str], url: Url = None, token: Token = None) -> None:
     """Cancel what is left of jobs; they complete once their tasks have ended."""
-    with api(url, token) as client:
-        for uuid in uuids:
-            client.request("POST", f"/jobs/{uuid}/terminate")
-            err.print(f"terminated {uuid}", highlight=False)
+    for_each(url, token, uuids, "POST", lambda u: f"/jobs/{u}/terminate", "terminated")
 
 
 @app.command("delete")
@@ -140,7 +138,5 @@ def delete(
     token: Token = None,
 ) -> None:
     """Delete jobs and their tasks (refused while tasks run, unless --force)."""
-    with api(url, token) as client:
-        for uuid in uuids:
-            client.request("DELETE", f"/jobs/{uuid}", params={"force": str(force)})
-            err.print(f"deleted {uuid}", highlight=False)
+    path = lambda u: f"/jobs/{u}"  # noqa: E731
+    for_each(url, token, uuids, "DELETE", path, "deleted", params={"force": str(force)})

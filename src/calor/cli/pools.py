@@ -11,8 +11,10 @@ from calor.cli.common import (
     api,
     console,
     err,
+    for_each,
     handles_errors,
     image_constants,
+    listing,
     pairs,
     print_json,
     short_date,
@@ -83,14 +85,14 @@ def list_(
     as_json: Json = False,
 ) -> None:
     """List pools."""
-    with api(url, token) as client:
-        pools = client.json("GET", "/pools", params=[("tag", t) for t in tag])
-    if as_json:
-        print_json(pools)
-        return
-    t = table("uuid", "name", "state", "slots", "busy", "queued/running", "created", "tags")
-    for pool in pools:
-        t.add_row(
+    listing(
+        url,
+        token,
+        "/pools",
+        tag,
+        as_json,
+        ("uuid", "name", "state", "slots", "busy", "queued/running", "created", "tags"),
+        lambda pool: (
             pool["uuid"][:8],
             pool["name"],
             state(pool["state"]),
@@ -99,8 +101,8 @@ def list_(
             str(pool.get("queuedOrRunningTaskInstancesCount", 0)),
             short_date(pool.get("creationDate")),
             ",".join(pool.get("tags") or []),
-        )
-    console.print(t)
+        ),
+    )
 
 
 @app.command("info")
@@ -142,20 +144,14 @@ def info(uuid: str, url: Url = None, token: Token = None, as_json: Json = False)
 @handles_errors
 def close(uuids: list[str], url: Url = None, token: Token = None) -> None:
     """Close pools: their slots go, their tasks are cancelled."""
-    with api(url, token) as client:
-        for uuid in uuids:
-            client.request("POST", f"/pools/{uuid}/close")
-            err.print(f"closed {uuid}", highlight=False)
+    for_each(url, token, uuids, "POST", lambda u: f"/pools/{u}/close", "closed")
 
 
 @app.command("delete")
 @handles_errors
 def delete(uuids: list[str], url: Url = None, token: Token = None) -> None:
     """Close and forget pools."""
-    with api(url, token) as client:
-        for uuid in uuids:
-            client.request("DELETE", f"/pools/{uuid}")
-            err.print(f"deleted {uuid}", highlight=False)
+    for_each(url, token, uuids, "DELETE", lambda u: f"/pools/{u}", "deleted")
 
 
 @app.command("stdout")

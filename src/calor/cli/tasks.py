@@ -15,6 +15,7 @@ from calor.cli.common import (
     api,
     console,
     err,
+    for_each,
     handles_errors,
     image_constants,
     pairs,
@@ -394,25 +395,18 @@ def stderr(
     _output("stderr", uuid, fresh, instance, follow, url, token)
 
 
-def _each(action: str, method: str, suffix: str, uuids: list[str], url: Any, token: Any) -> None:
-    with api(url, token) as client:
-        for uuid in uuids:
-            client.request(method, f"/tasks/{uuid}{suffix}")
-            err.print(f"{action} {uuid}", highlight=False)
-
-
 @app.command("abort")
 @handles_errors
 def abort(uuids: list[str], url: Url = None, token: Token = None) -> None:
     """Abort tasks (their running instances are stopped)."""
-    _each("aborted", "POST", "/abort", uuids, url, token)
+    for_each(url, token, uuids, "POST", lambda u: f"/tasks/{u}/abort", "aborted")
 
 
 @app.command("delete")
 @handles_errors
 def delete(uuids: list[str], url: Url = None, token: Token = None) -> None:
     """Delete tasks (aborting them first if they run)."""
-    _each("deleted", "DELETE", "", uuids, url, token)
+    for_each(url, token, uuids, "DELETE", lambda u: f"/tasks/{u}", "deleted")
 
 
 @app.command("snapshot")
