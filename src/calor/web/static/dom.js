@@ -43,13 +43,13 @@ export function stateBadge(state) {
   return h("span", { class: `state state-${state || "unknown"}`, "data-state": state }, state || "?");
 }
 
-export function progressBar(value) {
+export function progressBar(value, state) {
   const pct = Math.max(0, Math.min(100, Number(value) || 0));
   const fill = h("span", { class: "fill" });
   fill.style.width = `${pct}%`;
   return h(
     "span",
-    { class: "progress", role: "progressbar", "aria-valuenow": pct.toFixed(0), "aria-valuemin": 0, "aria-valuemax": 100 },
+    { class: `progress${state ? ` progress-${state}` : ""}`, role: "progressbar", "aria-valuenow": pct.toFixed(0), "aria-valuemin": 0, "aria-valuemax": 100 },
     h("span", { class: "track" }, fill),
     h("span", { class: "pct" }, `${pct.toFixed(0)}%`),
   );

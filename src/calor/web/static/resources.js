@@ -18,7 +18,7 @@ function taskRows(tasks) {
       { dataset: { uuid: t.uuid } },
       h("td", {}, h("a", { href: `#/tasks/${t.uuid}`, class: "task-link" }, t.name || t.uuid)),
       h("td", {}, stateBadge(t.state)),
-      h("td", {}, progressBar(t.progress)),
+      h("td", {}, progressBar(t.progress, t.state)),
       h("td", { class: "num" }, String(t.instanceCount ?? "")),
       h("td", {}, dateCell(t.creationDate)),
     ),

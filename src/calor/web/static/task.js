@@ -197,7 +197,7 @@ export function taskView(ctx, key) {
     replace(
       head,
       h("h1", {}, task.name, " ", stateBadge(task.state)),
-      h("div", { class: "task-progress", id: "task-progress" }, progressBar(task.progress)),
+      h("div", { class: "task-progress", id: "task-progress" }, progressBar(task.progress, task.state)),
     );
     abort.disabled = FINAL.has(task.state);
     const open = body.querySelector("details.raw")?.open;

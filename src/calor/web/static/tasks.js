@@ -94,7 +94,7 @@ function row(task, onTag) {
     { dataset: { uuid: task.uuid } },
     h("td", { class: "name" }, h("a", { href: `#/tasks/${task.uuid}`, class: "task-link" }, task.name || task.uuid)),
     h("td", { class: "col-state" }, stateBadge(task.state)),
-    h("td", { class: "col-progress" }, progressBar(task.progress)),
+    h("td", { class: "col-progress" }, progressBar(task.progress, task.state)),
     h("td", { class: "col-instances num" }, instancesText(task)),
     h("td", {}, dateCell(task.creationDate)),
     h("td", { class: "num" }, task.wallTime || "—"),
