@@ -96,6 +96,10 @@ function makeContext(query, parts) {
       };
       return tick();
     },
+    // reports an error of a user action in the problem bar (cleared by the next good poll)
+    report(error) {
+      if (alive() && !(error instanceof ApiError && error.status === 401)) setProblem(error);
+    },
     // reports an error of a user action where it happened
     fail(error, where) {
       const message = error instanceof ApiError ? error.message : String(error);

@@ -206,14 +206,14 @@ export function tasksView(ctx) {
     filters.size = Number(sizeSelect.value);
     ctx.setQuery(writeFilters(filters));
     tokens = [null];
-    refresh();
+    refresh().catch(ctx.report);
   }
 
   function go(step) {
     if (step > 0 && lastPage?.nextToken) tokens.push(lastPage.nextToken);
     else if (step < 0 && tokens.length > 1) tokens.pop();
     else return;
-    refresh();
+    refresh().catch(ctx.report);
   }
 
   let seq = 0;
