@@ -438,6 +438,7 @@ def test_deadlines_survive_a_restart(tmp_path: Path) -> None:
         token = server.new_user()
         with httpx.Client(base_url=server.url, headers={"Authorization": token}, timeout=30) as c:
             job = create_job(c, maxWallTime="00:00:03")
+            server.stop()
             server.restart()
             wait_job(c, job, "Completed", timeout=20)
     finally:

@@ -404,6 +404,7 @@ def test_slots_are_prepared_again_after_a_restart(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, headers={"Authorization": token}, timeout=30) as c:
             pool = create_pool(c, instanceCount=1, preparationTask={"commandLine": "echo prep"})
             wait_state(c, pool, {"FullyExecuting"})
+            server.stop()
             server.restart()
             wait_for(
                 lambda: c.get(f"/pools/{pool}/stdout/0").text.count("prep\n") == 2,
