@@ -15,7 +15,7 @@ from calor.services.tasks import (
     decode_token,
     encode_token,
     page_size,
-    render,
+    read_output,
     utcnow,
 )
 from calor.settings import Limits
@@ -111,15 +111,16 @@ class PoolService:
         self.control.abort(self.pools.delete(user_id, key, self.clock()))
 
     def output(
-        self, user_id: int, key: str, stream: int, instance_id: int | None, fresh: bool
+        self,
+        user_id: int,
+        key: str,
+        stream: int,
+        instance_id: int | None,
+        fresh: bool,
+        tail: int | None = None,
     ) -> str:
         """What the slots printed (their preparation), as a task's output reads."""
         task_id = self.pools.slots_task(user_id, key)
         if instance_id is not None and instance_id not in self.pools.slot_ids(task_id):
             raise NotFound(f"instance {instance_id} of pool {key!r} not found")
-        chunks = (
-            self.logs.read_fresh(task_id, stream, instance_id)
-            if fresh
-            else self.logs.read(task_id, stream, instance_id)
-        )
-        return render(chunks, prefixed=instance_id is None)
+        return read_output(self.logs, task_id, stream, instance_id, fresh, tail)

@@ -190,18 +190,38 @@ class TaskService:
         return self.tasks.counts(user_id)
 
     def output(
-        self, user_id: int, key: str, stream: int, instance_id: int | None, fresh: bool
+        self,
+        user_id: int,
+        key: str,
+        stream: int,
+        instance_id: int | None,
+        fresh: bool,
+        tail: int | None = None,
     ) -> str:
         task = self.tasks.get(user_id, key) if instance_id is not None else None
         task_id = task.id if task else self.tasks.id_of(user_id, key)
         if task is not None and instance_id not in {i.instance_id for i in task.instances}:
             raise NotFound(f"instance {instance_id} of task {key!r} not found")
-        chunks = (
-            self.logs.read_fresh(task_id, stream, instance_id)
-            if fresh
-            else self.logs.read(task_id, stream, instance_id)
-        )
-        return render(chunks, prefixed=instance_id is None)
+        return read_output(self.logs, task_id, stream, instance_id, fresh, tail)
+
+
+def read_output(
+    logs: LogStore,
+    task_id: int,
+    stream: int,
+    instance_id: int | None,
+    fresh: bool,
+    tail: int | None,
+) -> str:
+    """Everything, what is new since the last fresh read, or the last ``tail`` characters."""
+    if fresh:
+        chunks = logs.read_fresh(task_id, stream, instance_id)
+    elif tail is not None:
+        chunks = logs.read_tail(task_id, stream, instance_id, tail)
+    else:
+        chunks = logs.read(task_id, stream, instance_id)
+    text = render(chunks, prefixed=instance_id is None)
+    return text[-tail:] if tail is not None and not fresh else text
 
 
 def render(chunks: list[Chunk], prefixed: bool) -> str:

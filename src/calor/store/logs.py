@@ -52,6 +52,31 @@ class LogStore:
         with self.db.read() as conn:
             return self._select(conn, task_id, stream, instance_id, 0)
 
+    def read_tail(
+        self, task_id: int, stream: int, instance_id: int | None, chars: int
+    ) -> list[Chunk]:
+        """The newest chunks holding at least ``chars`` characters (all, if fewer), oldest
+        first: a tail without reading the whole output."""
+        where = [log_chunks.c.task_id == task_id, log_chunks.c.stream == stream]
+        if instance_id is not None:
+            where.append(log_chunks.c.instance_id == instance_id)
+        found: list[Chunk] = []
+        total = 0
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(log_chunks.c.id, log_chunks.c.instance_id, log_chunks.c.data)
+                .where(and_(*where))
+                .order_by(log_chunks.c.id.desc())
+                .execution_options(yield_per=64)
+            )
+            for r in rows:
+                found.append(Chunk(r.id, r.instance_id, r.data))
+                total += len(r.data)
+                if total >= chars:
+                    break
+        found.reverse()
+        return found
+
     def read_fresh(self, task_id: int, stream: int, instance_id: int | None) -> list[Chunk]:
         """What was written since the previous fresh read of the same scope; moves the cursor."""
         scope = TASK_LEVEL if instance_id is None else instance_id

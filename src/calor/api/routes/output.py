@@ -2,9 +2,9 @@
 what is fresh, of all instances (each line prefixed) or of one."""
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -14,10 +14,19 @@ from calor.services.platform import Platform
 
 STREAMS = {"stdout": 1, "stderr": 2}
 
+# a calor extension: only the last N characters (a log tail, without sending it all)
+Tail = Annotated[int | None, Query(ge=1, le=100_000_000, description="last N characters")]
+
 
 class Outputs(Protocol):
     def output(
-        self, user_id: int, key: str, stream: int, instance_id: int | None, fresh: bool
+        self,
+        user_id: int,
+        key: str,
+        stream: int,
+        instance_id: int | None,
+        fresh: bool,
+        tail: int | None = None,
     ) -> str: ...
 
 
@@ -32,11 +41,17 @@ def add_output_routes(router: APIRouter, kind: str, service: Callable[[Platform]
     """GET (all) and POST (fresh) ``/{kind}s/{key}/{stdout|stderr}[/{instance}]``."""
 
     async def read(
-        p: Platform, user_id: int, key: str, stream: str, instance: str | None, fresh: bool
+        p: Platform,
+        user_id: int,
+        key: str,
+        stream: str,
+        instance: str | None,
+        fresh: bool,
+        tail: int | None = None,
     ) -> Response:
         number = instance_number(instance) if instance is not None else None
         text = await run_in_threadpool(
-            service(p).output, user_id, key, STREAMS[stream], number, fresh
+            service(p).output, user_id, key, STREAMS[stream], number, fresh, tail
         )
         return text_response(text)
 
@@ -46,8 +61,10 @@ def add_output_routes(router: APIRouter, kind: str, service: Callable[[Platform]
             base = f"/{kind}s/{{key}}/{stream}"
 
             @router.get(base, name=f"{kind}_{stream}")
-            async def get_all(key: str, p: PlatformDep, user: UserDep) -> Response:
-                return await read(p, user.id, key, stream, None, fresh=False)
+            async def get_all(
+                key: str, p: PlatformDep, user: UserDep, tail: Tail = None
+            ) -> Response:
+                return await read(p, user.id, key, stream, None, False, tail)
 
             @router.post(base, name=f"{kind}_fresh_{stream}")
             async def get_fresh(key: str, p: PlatformDep, user: UserDep) -> Response:
@@ -55,9 +72,9 @@ def add_output_routes(router: APIRouter, kind: str, service: Callable[[Platform]
 
             @router.get(base + "/{instance}", name=f"{kind}_{stream}_instance")
             async def get_instance(
-                key: str, instance: str, p: PlatformDep, user: UserDep
+                key: str, instance: str, p: PlatformDep, user: UserDep, tail: Tail = None
             ) -> Response:
-                return await read(p, user.id, key, stream, instance, fresh=False)
+                return await read(p, user.id, key, stream, instance, False, tail)
 
             @router.post(base + "/{instance}", name=f"{kind}_fresh_{stream}_instance")
             async def fresh_instance(

@@ -282,7 +282,8 @@ function logPanel(ctx, key) {
     lastTask = task;
     const mine = ++seq;
     const instance = instanceSelect.value;
-    const path = `tasks/${enc(key)}/${streamSelect.value}${instance ? `/${enc(instance)}` : ""}`;
+    // the server cuts the tail: a long output is never sent whole every 2 s
+    const path = `tasks/${enc(key)}/${streamSelect.value}${instance ? `/${enc(instance)}` : ""}?tail=${TAIL_CHARS + 1}`;
     let text;
     try {
       text = await api(path, { as: "text" });
