@@ -165,7 +165,7 @@ def build_server(settings: Settings) -> Server:
     db = open_database(settings)
     snapshots = SnapshotStore(db)
     engine = Engine(
-        ExecutionStore(db),
+        ExecutionStore(db, settings.limits.max_running_tasks_per_user),
         reap_leftover,
         due_snapshots=snapshots.due,
         deadlines=DeadlineStore(db).run,

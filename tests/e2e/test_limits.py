@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, make_server, task_body, wait_final
+from tests.conftest import BACKENDS, make_server, task_body, wait_final, wait_for
 
 
 def test_output_beyond_the_limit_is_discarded_with_a_notice(tmp_path: Path) -> None:
@@ -119,5 +119,37 @@ def test_pool_and_job_limits(tmp_path: Path) -> None:
             assert len(c.get("/pools").json()) == 1 and len(c.get("/jobs").json()) == 1
             info = c.get("/info").json()
             assert (info["maxPool"], info["poolCount"], info["runningPoolCount"]) == (1, 1, 1)
+    finally:
+        server.stop()
+
+
+def test_max_running_tasks_per_user(tmp_path: Path) -> None:
+    """A user's tasks beyond maxRunningTask wait in Submitted while cores are free; other users
+    are not held up, and the next task starts when one ends."""
+    server = make_server(tmp_path, "sqlite", CALOR_LIMIT_MAX_RUNNING_TASKS_PER_USER="1").start()
+    try:
+        a = httpx.Client(base_url=server.url, headers={"Authorization": server.new_user()})
+        b = httpx.Client(base_url=server.url, headers={"Authorization": server.new_user()})
+
+        def submit(c: httpx.Client, command: str) -> str:
+            return str(c.post("/tasks", json=task_body(command)).json()["uuid"])
+
+        def state(c: httpx.Client, uuid: str) -> str:
+            return str(c.get(f"/tasks/{uuid}").json()["state"])
+
+        first = submit(a, "sleep 59.71")
+        second = submit(a, "echo second")
+        wait_for(lambda: state(a, first) == "FullyExecuting", timeout=20, message="first")
+        other = submit(b, "echo other")  # the second core is free: b's task runs
+        assert wait_final(b, other)["state"] == "Success"
+        assert state(a, second) == "Submitted"
+        assert a.get("/info").json()["maxRunningTask"] == 1
+        a.post(f"/tasks/{first}/abort")
+        assert wait_final(a, second)["state"] == "Success"
+        # nothing runs any more: the next one starts at once
+        assert wait_final(a, submit(a, "echo third"))["state"] == "Success"
+        a.delete(f"/tasks/{second}")
+        a.close()
+        b.close()
     finally:
         server.stop()

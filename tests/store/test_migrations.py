@@ -70,3 +70,46 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path: Path, backend: s
         assert diff == []
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_running_task_count_is_backfilled(tmp_path: Path, backend: str) -> None:
+    db = Database(database_url(backend) or sqlite_url(tmp_path))
+    try:
+        _upgrade(db, "0008")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, token_hash, created_at) "
+                    "VALUES (1, 'a@x', 'h1', '2026-01-01')"
+                )
+            )
+            for i, (state, slots_of) in enumerate(
+                (
+                    ("FullyExecuting", None),
+                    ("PartiallyDispatched", None),
+                    ("Submitted", None),
+                    ("Success", None),
+                    ("FullyExecuting", 7),  # a pool's slot task never counts
+                )
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO tasks (uuid, user_id, name, shortname, profile, state, "
+                        "previous_state, creation_date, state_transition_time, "
+                        "previous_state_transition_time, last_modified, instance_count, "
+                        "cores, cancel_requested, progress, running_instance_count, "
+                        "running_core_count, execution_time_sec, wall_time_sec, "
+                        "results_count, retries_used, errors, document, slots_of) VALUES "
+                        "(:u, 1, 'n', :u, 'docker-batch', :s, :s, "
+                        "'2026-01-01', '2026-01-01', '2026-01-01', '2026-01-01', 1, 1, "
+                        "false, 0, 0, 0, 0, 0, 0, 0, '[]', '{}', :slots)"
+                    ),
+                    {"u": f"t{i}", "s": state, "slots": slots_of},
+                )
+        db.migrate()
+        with db.engine.connect() as conn:
+            count = conn.execute(text("SELECT running_task_count FROM users")).scalar_one()
+        assert count == 2
+    finally:
+        db.dispose()

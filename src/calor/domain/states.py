@@ -41,6 +41,8 @@ ACTIVE_INSTANCE_STATES = frozenset(
     {InstanceState.DISPATCHED, InstanceState.EXECUTING, InstanceState.UPLOADING}
 )
 FINAL_TASK_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.CANCELLED})
+# a task counts against maxRunningTask from its first dispatched instance to its end
+RUNNING_TASK_STATES = frozenset(TaskState) - FINAL_TASK_STATES - {TaskState.SUBMITTED}
 
 # Each allowed move, with the failure it exists to allow (or to prevent, by absence).
 INSTANCE_TRANSITIONS: Mapping[InstanceState, frozenset[InstanceState]] = {

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, or_, select, true, update
+from sqlalchemy import and_, bindparam, case, or_, select, true, update
 
 from calor.domain.hardware import requirements
 from calor.domain.pool import SlotState
@@ -24,6 +24,7 @@ from calor.domain.profiles import PROFILES
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     InstanceState,
+    TaskState,
     can_transition,
     should_retry,
 )
@@ -31,7 +32,7 @@ from calor.domain.transfer import transfers
 from calor.store.engine import Database
 from calor.store.logs import LogStore
 from calor.store.records import recompute
-from calor.store.tables import instances, snapshots, tasks
+from calor.store.tables import instances, snapshots, tasks, users
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
@@ -50,13 +51,25 @@ _QUEUED = (
         tasks.c.document,
         tasks.c.result_bucket,
         tasks.c.slots_of,
+        tasks.c.state.label("task_state"),
     )
     .join(tasks, tasks.c.id == instances.c.task_id)
     .where(instances.c.state == InstanceState.QUEUED.value)
     .order_by(instances.c.id)
 )
-# instances of tasks on pools wait for a slot of their pool, not for free cores
-_QUEUED_FREE = _QUEUED.where(tasks.c.pool_id.is_(None)).limit(bindparam("limit"))
+# instances of tasks on pools wait for a slot of their pool, not for free cores; a task that
+# has not started waits while its user runs maxRunningTask tasks already
+_QUEUED_FREE = _QUEUED.where(
+    tasks.c.pool_id.is_(None),
+    ~and_(
+        tasks.c.state == TaskState.SUBMITTED.value,
+        tasks.c.user_id.in_(bindparam("blocked", expanding=True)),
+    ),
+).limit(bindparam("limit"))
+_AT_LIMIT = select(users.c.id).where(users.c.running_task_count >= bindparam("limit"))
+_RUNNING_COUNTS = select(users.c.id, users.c.running_task_count).where(
+    users.c.id.in_(bindparam("user_ids", expanding=True))
+)
 _QUEUED_ON_POOL = _QUEUED.where(tasks.c.pool_id == bindparam("pool_id")).limit(bindparam("limit"))
 _SLOT_TASK = tasks.alias("slot_task")
 _FREE_USES = [SlotState.IDLE.value, SlotState.SYNCING.value]
@@ -211,8 +224,10 @@ def _job(
 
 
 class ExecutionStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, max_running_tasks: int | None = None) -> None:
         self.db = db
+        # per user (maxRunningTask); None: no limit
+        self.max_running_tasks = max_running_tasks
 
     def claim(self, free_cores: int, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
@@ -221,11 +236,24 @@ class ExecutionStore:
         with self.db.write() as conn:
             jobs: list[InstanceJob] = []
             task_ids: set[int] = set()
-            for row in conn.execute(_QUEUED_FREE, {"limit": max(free_cores, 0)}):
+            limit = self.max_running_tasks
+            blocked = list(conn.execute(_AT_LIMIT, {"limit": limit}).scalars()) if limit else []
+            rows = conn.execute(
+                _QUEUED_FREE, {"limit": max(free_cores, 0), "blocked": blocked}
+            ).all()
+            room = self._room(conn, rows, limit) if limit else {}
+            for row in rows:
+                # the first instance of a task that has not started starts the task
+                starts = row.user_id in room and row.task_state == TaskState.SUBMITTED.value
+                starts = starts and row.task_id not in task_ids
+                if starts and room[row.user_id] <= 0:
+                    continue  # its user runs as many tasks as allowed; others go on
                 cores = min(row.cores, total_cores)
                 if cores > free_cores:
                     break  # first come, first served: no overtaking by smaller instances
                 free_cores -= cores
+                if starts:
+                    room[row.user_id] -= 1
                 jobs.append(_job(row, cores))
                 task_ids.add(row.task_id)
             jobs += self._into_slots(conn, task_ids)
@@ -234,6 +262,15 @@ class ExecutionStore:
             conn.execute(_DISPATCH, {"row_ids": [j.row_id for j in jobs]})
             recompute(conn, task_ids, now)
         return jobs
+
+    @staticmethod
+    def _room(conn: Any, rows: Sequence[Any], limit: int) -> dict[int, int]:
+        """How many more tasks each user of these rows may start."""
+        starting = {r.user_id for r in rows if r.task_state == TaskState.SUBMITTED.value}
+        if not starting:
+            return {}
+        counts = conn.execute(_RUNNING_COUNTS, {"user_ids": list(starting)}).all()
+        return {uid: limit - int(running) for uid, running in counts}
 
     @staticmethod
     def _into_slots(conn: Any, task_ids: set[int]) -> list[InstanceJob]:
