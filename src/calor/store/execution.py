@@ -52,8 +52,10 @@ _QUEUED = (
         tasks.c.result_bucket,
         tasks.c.slots_of,
         tasks.c.state.label("task_state"),
+        users.c.running_task_count,
     )
     .join(tasks, tasks.c.id == instances.c.task_id)
+    .join(users, users.c.id == tasks.c.user_id)
     .where(instances.c.state == InstanceState.QUEUED.value)
     .order_by(instances.c.id)
 )
@@ -67,9 +69,6 @@ _QUEUED_FREE = _QUEUED.where(
     ),
 ).limit(bindparam("limit"))
 _AT_LIMIT = select(users.c.id).where(users.c.running_task_count >= bindparam("limit"))
-_RUNNING_COUNTS = select(users.c.id, users.c.running_task_count).where(
-    users.c.id.in_(bindparam("user_ids", expanding=True))
-)
 _QUEUED_ON_POOL = _QUEUED.where(tasks.c.pool_id == bindparam("pool_id")).limit(bindparam("limit"))
 _SLOT_TASK = tasks.alias("slot_task")
 _FREE_USES = [SlotState.IDLE.value, SlotState.SYNCING.value]
@@ -228,20 +227,26 @@ class ExecutionStore:
         self.db = db
         # per user (maxRunningTask); None: no limit
         self.max_running_tasks = max_running_tasks
+        # a pool slot can be idle only after it reported Ready to this server (a restart
+        # prepares slots again), so until then claims need not look for idle slots
+        self._slots_ready = False
 
     def claim(self, free_cores: int, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
-        if free_cores <= 0 and not self._slot_wanted():
+        if free_cores <= 0 and not (self._slots_ready and self._slot_wanted()):
             return []
         with self.db.write() as conn:
             jobs: list[InstanceJob] = []
             task_ids: set[int] = set()
             limit = self.max_running_tasks
-            blocked = list(conn.execute(_AT_LIMIT, {"limit": limit}).scalars()) if limit else []
-            rows = conn.execute(
-                _QUEUED_FREE, {"limit": max(free_cores, 0), "blocked": blocked}
-            ).all()
-            room = self._room(conn, rows, limit) if limit else {}
+            params = {"limit": max(free_cores, 0), "blocked": []}
+            rows = conn.execute(_QUEUED_FREE, params).all()
+            room = {r.user_id: limit - r.running_task_count for r in rows} if limit else {}
+            if any(n <= 0 for n in room.values()):
+                # users at their limit must not hold the head of the queue: look past them
+                params["blocked"] = list(conn.execute(_AT_LIMIT, {"limit": limit}).scalars())
+                rows = conn.execute(_QUEUED_FREE, params).all()
+                room = {r.user_id: limit - r.running_task_count for r in rows}
             for row in rows:
                 # the first instance of a task that has not started starts the task
                 starts = row.user_id in room and row.task_state == TaskState.SUBMITTED.value
@@ -256,21 +261,13 @@ class ExecutionStore:
                     room[row.user_id] -= 1
                 jobs.append(_job(row, cores))
                 task_ids.add(row.task_id)
-            jobs += self._into_slots(conn, task_ids)
+            if self._slots_ready:
+                jobs += self._into_slots(conn, task_ids)
             if not jobs:
                 return []
             conn.execute(_DISPATCH, {"row_ids": [j.row_id for j in jobs]})
             recompute(conn, task_ids, now)
         return jobs
-
-    @staticmethod
-    def _room(conn: Any, rows: Sequence[Any], limit: int) -> dict[int, int]:
-        """How many more tasks each user of these rows may start."""
-        starting = {r.user_id for r in rows if r.task_state == TaskState.SUBMITTED.value}
-        if not starting:
-            return {}
-        counts = conn.execute(_RUNNING_COUNTS, {"user_ids": list(starting)}).all()
-        return {uid: limit - int(running) for uid, running in counts}
 
     @staticmethod
     def _into_slots(conn: Any, task_ids: set[int]) -> list[InstanceJob]:
@@ -354,6 +351,7 @@ class ExecutionStore:
                 elif isinstance(ev, Ready):
                     if state[ev.row_id] is InstanceState.EXECUTING:
                         conn.execute(_SLOT_READY, {"slot_id": ev.row_id, "at": ev.at})
+                        self._slots_ready = True
                     continue
                 elif isinstance(ev, Finished):
                     new = self._finish(conn, row, state[ev.row_id], ev)
