@@ -7,7 +7,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from calor.store.engine import MIGRATIONS, Database, sqlite_url
 from calor.store.tables import metadata
@@ -20,6 +20,31 @@ def _upgrade(db: Database, revision: str) -> None:
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+_TASK_COLUMNS = (
+    "uuid, user_id, name, shortname, profile, state, previous_state, creation_date, "
+    "state_transition_time, previous_state_transition_time, last_modified, instance_count, "
+    "cores, cancel_requested, progress, running_instance_count, running_core_count, "
+    "execution_time_sec, wall_time_sec, results_count, retries_used, errors, document"
+)
+_TASK_VALUES = (
+    ":u, :uid, 'n', :u, 'docker-batch', :state, :state, '2026-01-01', '2026-01-01', "
+    "'2026-01-01', '2026-01-01', 1, 1, false, 0, 0, 0, 0, 0, 0, 0, '[]', '{}'"
+)
+
+
+def _insert_task(
+    conn: Connection, uuid: str, user_id: int, state: str, extra: dict[str, object] | None = None
+) -> None:
+    """A tasks row as an old schema has it (``extra``: columns of later revisions)."""
+    more = extra or {}
+    columns = "".join(f", {k}" for k in more)
+    values = "".join(f", :{k}" for k in more)
+    conn.execute(
+        text(f"INSERT INTO tasks ({_TASK_COLUMNS}{columns}) VALUES ({_TASK_VALUES}{values})"),
+        {"u": uuid, "uid": user_id, "state": state, **more},
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -37,20 +62,7 @@ def test_task_count_is_backfilled_from_existing_tasks(tmp_path: Path, backend: s
                     {"id": uid, "email": email, "hash": f"h{uid}"},
                 )
                 for i in range(n):
-                    conn.execute(
-                        text(
-                            "INSERT INTO tasks (uuid, user_id, name, shortname, profile, state, "
-                            "previous_state, creation_date, state_transition_time, "
-                            "previous_state_transition_time, last_modified, instance_count, "
-                            "cores, cancel_requested, progress, running_instance_count, "
-                            "running_core_count, execution_time_sec, wall_time_sec, "
-                            "results_count, retries_used, errors, document) VALUES "
-                            "(:u, :uid, 'n', :u, 'docker-batch', 'Success', 'Success', "
-                            "'2026-01-01', '2026-01-01', '2026-01-01', '2026-01-01', 1, 1, "
-                            "false, 100, 0, 0, 0, 0, 0, 0, '[]', '{}')"
-                        ),
-                        {"u": f"{uid}-{i}", "uid": uid},
-                    )
+                    _insert_task(conn, f"{uid}-{i}", uid, "Success")
         db.migrate()
         with db.engine.connect() as conn:
             counts = dict(conn.execute(text("SELECT id, task_count FROM users")).all())
@@ -93,20 +105,7 @@ def test_running_task_count_is_backfilled(tmp_path: Path, backend: str) -> None:
                     ("FullyExecuting", 7),  # a pool's slot task never counts
                 )
             ):
-                conn.execute(
-                    text(
-                        "INSERT INTO tasks (uuid, user_id, name, shortname, profile, state, "
-                        "previous_state, creation_date, state_transition_time, "
-                        "previous_state_transition_time, last_modified, instance_count, "
-                        "cores, cancel_requested, progress, running_instance_count, "
-                        "running_core_count, execution_time_sec, wall_time_sec, "
-                        "results_count, retries_used, errors, document, slots_of) VALUES "
-                        "(:u, 1, 'n', :u, 'docker-batch', :s, :s, "
-                        "'2026-01-01', '2026-01-01', '2026-01-01', '2026-01-01', 1, 1, "
-                        "false, 0, 0, 0, 0, 0, 0, 0, '[]', '{}', :slots)"
-                    ),
-                    {"u": f"t{i}", "s": state, "slots": slots_of},
-                )
+                _insert_task(conn, f"t{i}", 1, state, {"slots_of": slots_of})
         db.migrate()
         with db.engine.connect() as conn:
             count = conn.execute(text("SELECT running_task_count FROM users")).scalar_one()
