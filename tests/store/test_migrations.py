@@ -106,7 +106,7 @@ def test_running_task_count_is_backfilled(tmp_path: Path, backend: str) -> None:
                 )
             ):
                 _insert_task(conn, f"t{i}", 1, state, {"slots_of": slots_of})
-        db.migrate()
+        _upgrade(db, "0009")  # 0010 drops the counter again
         with db.engine.connect() as conn:
             count = conn.execute(text("SELECT running_task_count FROM users")).scalar_one()
         assert count == 2

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, or_, select, true, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, true, update
 
 from calor.domain.hardware import requirements
 from calor.domain.pool import SlotState
@@ -23,6 +23,7 @@ from calor.domain.ports import (
 from calor.domain.profiles import PROFILES
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
+    RUNNING_TASK_STATES,
     InstanceState,
     TaskState,
     can_transition,
@@ -32,7 +33,7 @@ from calor.domain.transfer import transfers
 from calor.store.engine import Database
 from calor.store.logs import LogStore
 from calor.store.records import recompute
-from calor.store.tables import instances, snapshots, tasks, users
+from calor.store.tables import instances, snapshots, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
@@ -52,10 +53,8 @@ _QUEUED = (
         tasks.c.result_bucket,
         tasks.c.slots_of,
         tasks.c.state.label("task_state"),
-        users.c.running_task_count,
     )
     .join(tasks, tasks.c.id == instances.c.task_id)
-    .join(users, users.c.id == tasks.c.user_id)
     .where(instances.c.state == InstanceState.QUEUED.value)
     .order_by(instances.c.id)
 )
@@ -68,7 +67,20 @@ _QUEUED_FREE = _QUEUED.where(
         tasks.c.user_id.in_(bindparam("blocked", expanding=True)),
     ),
 ).limit(bindparam("limit"))
-_AT_LIMIT = select(users.c.id).where(users.c.running_task_count >= bindparam("limit"))
+# the user's tasks running now (ix_tasks_user_state_id: a range per user and state)
+_RUNNING_TASKS = (
+    select(tasks.c.user_id, func.count())
+    .where(
+        tasks.c.user_id.in_(bindparam("user_ids", expanding=True)),
+        tasks.c.state.in_([s.value for s in RUNNING_TASK_STATES]),
+        tasks.c.slots_of.is_(None),
+    )
+    .group_by(tasks.c.user_id)
+)
+# attempts of tasks on pools run in slots, which hold cores too: with the queue the executor
+# is given ahead (Dask: twice its cores), no more than this many instances per core are ever
+# active, so a limit at least this high can never be reached and costs the claim nothing
+ACTIVE_PER_CORE_BOUND = 4
 _QUEUED_ON_POOL = _QUEUED.where(tasks.c.pool_id == bindparam("pool_id")).limit(bindparam("limit"))
 _SLOT_TASK = tasks.alias("slot_task")
 _FREE_USES = [SlotState.IDLE.value, SlotState.SYNCING.value]
@@ -239,14 +251,9 @@ class ExecutionStore:
             jobs: list[InstanceJob] = []
             task_ids: set[int] = set()
             limit = self.max_running_tasks
-            params = {"limit": max(free_cores, 0), "blocked": []}
-            rows = conn.execute(_QUEUED_FREE, params).all()
-            room = {r.user_id: limit - r.running_task_count for r in rows} if limit else {}
-            if any(n <= 0 for n in room.values()):
-                # users at their limit must not hold the head of the queue: look past them
-                params["blocked"] = list(conn.execute(_AT_LIMIT, {"limit": limit}).scalars())
-                rows = conn.execute(_QUEUED_FREE, params).all()
-                room = {r.user_id: limit - r.running_task_count for r in rows}
+            if limit is not None and limit >= ACTIVE_PER_CORE_BOUND * max(total_cores, 1):
+                limit = None
+            rows, room = self._queued(conn, max(free_cores, 0), limit)
             for row in rows:
                 # the first instance of a task that has not started starts the task
                 starts = row.user_id in room and row.task_state == TaskState.SUBMITTED.value
@@ -268,6 +275,27 @@ class ExecutionStore:
             conn.execute(_DISPATCH, {"row_ids": [j.row_id for j in jobs]})
             recompute(conn, task_ids, now)
         return jobs
+
+    @staticmethod
+    def _queued(conn: Any, want: int, limit: int | None) -> tuple[list[Any], dict[int, int]]:
+        """The oldest queued instances not on pools, and how many more tasks each of their
+        users may start (with a limit). Users at their limit must not hold the head of the
+        queue: a few more reads look past them."""
+        blocked: list[int] = []
+        for _ in range(4):
+            rows = conn.execute(_QUEUED_FREE, {"limit": want, "blocked": blocked}).all()
+            if limit is None:
+                return rows, {}
+            starting = {r.user_id for r in rows if r.task_state == TaskState.SUBMITTED.value}
+            if not starting:
+                return rows, {}
+            running = dict(conn.execute(_RUNNING_TASKS, {"user_ids": list(starting)}).all())
+            room = {uid: limit - int(running.get(uid, 0)) for uid in starting}
+            full = [uid for uid, n in room.items() if n <= 0]
+            if not full:
+                return rows, room
+            blocked += full
+        return rows, room
 
     @staticmethod
     def _into_slots(conn: Any, task_ids: set[int]) -> list[InstanceJob]:

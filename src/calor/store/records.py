@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from calor.domain.dependencies import Dependency, DependencyState
-from calor.domain.states import FINAL_TASK_STATES, RUNNING_TASK_STATES, InstanceState, TaskState
+from calor.domain.states import FINAL_TASK_STATES, InstanceState, TaskState
 from calor.domain.task import InstanceRecord, TaskRecord, derive
 from calor.store.keys import tags_by_owner
 from calor.store.settle import after_end, update_pool_state
-from calor.store.tables import instances, task_tags, tasks, users
+from calor.store.tables import instances, task_tags, tasks
 
 INSTANCE_COLUMNS = (
     instances.c.id,
@@ -47,16 +47,9 @@ _DERIVE_INPUTS = select(
     tasks.c.job_id,
     tasks.c.completion_ttl_sec,
     tasks.c.slots_of,
-    tasks.c.user_id,
 ).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
 # executemany: the SET clause is taken from the parameters' keys
 _UPDATE_TASK = update(tasks).where(tasks.c.id == bindparam("_task_id"))
-_RUNNING_COUNT = (
-    update(users)
-    .where(users.c.id == bindparam("_user_id"))
-    .values(running_task_count=users.c.running_task_count + bindparam("delta"))
-)
-_RUNNING = {s.value for s in RUNNING_TASK_STATES}
 
 
 def instance_record(row: Any) -> InstanceRecord:
@@ -150,7 +143,6 @@ def _recompute_once(
 ) -> dict[int, int | None]:
     """The derivation itself; returns the tasks that just ended, with their job ids."""
     ended: dict[int, int | None] = {}
-    running: dict[int, int] = {}  # change of each user's running task count
     ids = sorted(set(task_ids))
     if not ids:
         return ended
@@ -185,20 +177,8 @@ def _recompute_once(
             )
             if final:
                 ended[row.id] = row.job_id
-            if row.slots_of is None:
-                delta = (d.state.value in _RUNNING) - (row.state in _RUNNING)
-                if delta:
-                    running[row.user_id] = running.get(row.user_id, 0) + delta
         updates[changed].append(values)
     for params in updates.values():
         if params:
             conn.execute(_UPDATE_TASK, params)
-    count_running(conn, running)
     return ended
-
-
-def count_running(conn: Connection, deltas: dict[int, int]) -> None:
-    """Keep users.running_task_count in step (deltas by user id)."""
-    params = [{"_user_id": uid, "delta": d} for uid, d in deltas.items() if d]
-    if params:
-        conn.execute(_RUNNING_COUNT, params)

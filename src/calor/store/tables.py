@@ -35,9 +35,6 @@ users = Table(
     # kept in step by every insert and delete of tasks (store/tasks.py), so that the per-user
     # limit is one row read however many tasks are stored
     Column("task_count", BigInteger, nullable=False, server_default="0"),
-    # tasks of the user in RUNNING_TASK_STATES (pools' slot tasks aside), kept in step by
-    # records.recompute and task deletion: the maxRunningTask check reads one row
-    Column("running_task_count", BigInteger, nullable=False, server_default="0"),
 )
 
 tasks = Table(

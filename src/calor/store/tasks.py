@@ -17,7 +17,6 @@ from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_TASK_STATES,
     PENDING_INSTANCE_STATES,
-    RUNNING_TASK_STATES,
     InstanceState,
     JobState,
     TaskState,
@@ -26,13 +25,7 @@ from calor.domain.task import TaskRecord, TaskSpec
 from calor.store.engine import Database
 from calor.store.filter_sql import to_sql
 from calor.store.keys import id_by_key
-from calor.store.records import (
-    count_running,
-    load_instances,
-    load_tags,
-    recompute,
-    task_record,
-)
+from calor.store.records import load_instances, load_tags, recompute, task_record
 from calor.store.settle import load_dependencies, settle, settle_dependants
 from calor.store.tables import (
     instances,
@@ -49,7 +42,6 @@ _FINAL = [s.value for s in FINAL_TASK_STATES]
 _NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 _ACTIVE_INSTANCES = [s.value for s in ACTIVE_INSTANCE_STATES]
 _PENDING_INSTANCES = [s.value for s in PENDING_INSTANCE_STATES]
-_RUNNING = [s.value for s in RUNNING_TASK_STATES]
 _ENDED_POOL = {s.value for s in FINAL_POOL_STATES}
 
 
@@ -149,15 +141,6 @@ def delete_tasks(conn: Connection, user_id: int, task_ids: list[int], now: datet
     for task_id in task_ids:
         active += abort_task(conn, task_id, now)
     if task_ids:
-        # those still running (their instances are being stopped) stop counting now
-        still = conn.execute(
-            select(func.count()).where(
-                tasks.c.id.in_(task_ids),
-                tasks.c.state.in_(_RUNNING),
-                tasks.c.slots_of.is_(None),
-            )
-        ).scalar_one()
-        count_running(conn, {user_id: -int(still)})
         gone = conn.execute(
             delete(tasks).where(tasks.c.id.in_(task_ids), tasks.c.user_id == user_id)
         ).rowcount
