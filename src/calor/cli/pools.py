@@ -21,7 +21,7 @@ from calor.cli.common import (
     state,
     table,
 )
-from calor.cli.tasks import Follow, Fresh, Instance, _output
+from calor.cli.tasks import add_output_commands
 
 app = typer.Typer(help="Pools: slots kept warm for many short tasks", no_args_is_help=True)
 
@@ -154,29 +154,5 @@ def delete(uuids: list[str], url: Url = None, token: Token = None) -> None:
     for_each(url, token, uuids, "DELETE", lambda u: f"/pools/{u}", "deleted")
 
 
-@app.command("stdout")
-@handles_errors
-def stdout(
-    uuid: str,
-    fresh: Fresh = False,
-    instance: Instance = None,
-    follow: Follow = False,
-    url: Url = None,
-    token: Token = None,
-) -> None:
-    """What the pool's slots printed (their preparation)."""
-    _output("stdout", uuid, fresh, instance, follow, url, token, kind="pools")
-
-
-@app.command("stderr")
-@handles_errors
-def stderr(
-    uuid: str,
-    fresh: Fresh = False,
-    instance: Instance = None,
-    follow: Follow = False,
-    url: Url = None,
-    token: Token = None,
-) -> None:
-    """The pool's slots' standard error."""
-    _output("stderr", uuid, fresh, instance, follow, url, token, kind="pools")
+# what the pool's slots printed: their preparation
+add_output_commands(app, "pools", "A pool")

@@ -367,32 +367,30 @@ Instance = Annotated[int | None, typer.Option("--instance", "-i", help="one inst
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="keep printing until it ends")]
 
 
-@app.command("stdout")
-@handles_errors
-def stdout(
-    uuid: str,
-    fresh: Fresh = False,
-    instance: Instance = None,
-    follow: Follow = False,
-    url: Url = None,
-    token: Token = None,
-) -> None:
-    """A task's standard output (every line prefixed with its instance, unless --instance)."""
-    _output("stdout", uuid, fresh, instance, follow, url, token)
+def add_output_commands(target: typer.Typer, kind: str, what: str) -> None:
+    """``stdout`` and ``stderr`` of a task or a pool (``kind``: tasks | pools)."""
+    for stream, help_text in (
+        ("stdout", f"{what}'s standard output (lines prefixed with their instance, unless -i)."),
+        ("stderr", f"{what}'s standard error."),
+    ):
+
+        def make(stream: str, help_text: str) -> None:
+            @target.command(stream, help=help_text)
+            @handles_errors
+            def show(
+                uuid: str,
+                fresh: Fresh = False,
+                instance: Instance = None,
+                follow: Follow = False,
+                url: Url = None,
+                token: Token = None,
+            ) -> None:
+                _output(stream, uuid, fresh, instance, follow, url, token, kind=kind)
+
+        make(stream, help_text)
 
 
-@app.command("stderr")
-@handles_errors
-def stderr(
-    uuid: str,
-    fresh: Fresh = False,
-    instance: Instance = None,
-    follow: Follow = False,
-    url: Url = None,
-    token: Token = None,
-) -> None:
-    """A task's standard error."""
-    _output("stderr", uuid, fresh, instance, follow, url, token)
+add_output_commands(app, "tasks", "A task")
 
 
 @app.command("abort")

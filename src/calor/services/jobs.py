@@ -13,6 +13,7 @@ from calor.services.tasks import (
     TaskService,
     decode_token,
     encode_token,
+    every_page,
     page_size,
     utcnow,
 )
@@ -64,13 +65,7 @@ class JobService:
         return self.jobs.page(user_id, flt, 0, min(limit, self.limits.page_max))[0]
 
     def iterate(self, user_id: int, flt: Filter | None) -> Iterator[JobRecord]:
-        after = 0
-        while True:
-            records, more = self.jobs.page(user_id, flt, after, 500)
-            yield from records
-            if not more or not records:
-                return
-            after = records[-1].id
+        return every_page(lambda after: self.jobs.page(user_id, flt, after, 500))
 
     def tasks_of(self, user_id: int, key: str) -> Iterator[TaskRecord]:
         """The job's tasks, oldest first (NotFound before the first one if there is no job)."""

@@ -9,11 +9,12 @@ from typing import Any
 from calor.domain.errors import BadRequest, NotFound
 from calor.domain.filters import Filter
 from calor.domain.pool import PoolRecord, PoolSpec, parse_policies
-from calor.domain.transfer import resource_sources
 from calor.services.tasks import (
     InstanceControl,
+    check_resource_buckets,
     decode_token,
     encode_token,
+    every_page,
     page_size,
     read_output,
     utcnow,
@@ -53,9 +54,7 @@ class PoolService:
     def create(self, user_id: int, spec: PoolSpec) -> str:
         if self.unsupported:
             raise BadRequest(self.unsupported)
-        for name in dict.fromkeys(s.bucket for s in resource_sources(spec.document)):
-            if not self.bucket_exists(user_id, name):
-                raise NotFound(f"the resource bucket {name!r} does not exist")
+        check_resource_buckets(self.bucket_exists, user_id, spec.document)
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid
@@ -79,13 +78,7 @@ class PoolService:
         return self.pools.page(user_id, flt, 0, min(limit, self.limits.page_max), True)[0]
 
     def iterate(self, user_id: int, flt: Filter | None, full: bool) -> Iterator[PoolRecord]:
-        after = 0
-        while True:
-            records, more = self.pools.page(user_id, flt, after, 200, full)
-            yield from records
-            if not more or not records:
-                return
-            after = records[-1].id
+        return every_page(lambda after: self.pools.page(user_id, flt, after, 200, full))
 
     def update(self, user_id: int, key: str, spec: PoolSpec) -> None:
         self.pools.update(user_id, key, spec, self.clock())

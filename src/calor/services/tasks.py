@@ -5,7 +5,7 @@ import binascii
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from calor.domain.errors import BadRequest, CalorError, Forbidden, NotFound
 from calor.domain.filters import Filter
@@ -19,6 +19,11 @@ from calor.store.tasks import Counts, TaskStore
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> int: ...
 
 
 def encode_token(last_id: int) -> str:
@@ -36,6 +41,30 @@ def decode_token(token: str | None) -> int:
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest(f"token {token!r} is not a page token issued by this server") from None
+
+
+R = TypeVar("R", bound=HasId)
+
+
+def every_page(fetch: Callable[[int], tuple[list[R], bool]]) -> Iterator[R]:
+    """Every record of a keyset-paged listing: ``fetch(after_id)`` gives a page and whether
+    more exist (for the unpaginated list endpoints)."""
+    after = 0
+    while True:
+        records, more = fetch(after)
+        yield from records
+        if not more or not records:
+            return
+        after = records[-1].id
+
+
+def check_resource_buckets(
+    bucket_exists: Callable[[int, str], bool], user_id: int, document: dict[str, Any]
+) -> None:
+    """A task's or pool's resource buckets must exist when it is submitted (contract §9.3)."""
+    for name in dict.fromkeys(s.bucket for s in resource_sources(document)):
+        if not bucket_exists(user_id, name):
+            raise NotFound(f"the resource bucket {name!r} does not exist")
 
 
 def page_size(limits: Limits, requested: int | None) -> int:
@@ -94,9 +123,7 @@ class TaskService:
                 "snapshotBlacklist",
             )
         )
-        for name in dict.fromkeys(s.bucket for s in resource_sources(doc)):
-            if not self.bucket_exists(user_id, name):
-                raise NotFound(f"the resource bucket {name!r} does not exist")
+        check_resource_buckets(self.bucket_exists, user_id, doc)
 
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
         """One result per spec, in order: a uuid, or why that spec was refused."""
@@ -178,13 +205,7 @@ class TaskService:
     ) -> Iterator[TaskRecord]:
         """Every matching task (of one job, if given), fetched a page at a time (for the
         unpaginated list endpoints)."""
-        after = 0
-        while True:
-            records, more = self.tasks.page(user_id, flt, after, 500, full, job_id)
-            yield from records
-            if not more or not records:
-                return
-            after = records[-1].id
+        return every_page(lambda after: self.tasks.page(user_id, flt, after, 500, full, job_id))
 
     def counts(self, user_id: int) -> Counts:
         return self.tasks.counts(user_id)
