@@ -10,12 +10,13 @@ from sqlalchemy.exc import DataError, IntegrityError
 from calor.domain.errors import BadRequest, Conflict, Forbidden, NotFound
 from calor.domain.filters import Filter
 from calor.domain.job import JobRecord, JobSpec
-from calor.domain.states import FINAL_TASK_STATES, JobState, TaskState
+from calor.domain.states import JobState
 from calor.store.engine import Database
 from calor.store.filter_sql import JOBS, to_sql
 from calor.store.keys import check_room, id_by_key, tags_by_owner
 from calor.store.settle import (
     CANCELLED_CODE,
+    NOT_FINAL,
     append_error,
     complete_jobs,
     count_not_final,
@@ -23,9 +24,6 @@ from calor.store.settle import (
 )
 from calor.store.tables import job_tags, jobs, pools, tasks
 from calor.store.tasks import abort_task, delete_tasks
-
-# as an IN list: a range on ix_tasks_job_id_id's rows, where NOT IN reads them all anyway
-_NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 
 
 def job_record(row: Row[Any], tags: list[str] | None = None) -> JobRecord:
@@ -76,7 +74,7 @@ def terminate_job(conn: Connection, job_id: int, now: datetime, reason: str) -> 
     set_job_state(conn, job_id, JobState.TERMINATING, now, wall_due=None)
     active: list[int] = []
     for task_id in conn.execute(
-        select(tasks.c.id).where(tasks.c.job_id == job_id, tasks.c.state.in_(_NOT_FINAL))
+        select(tasks.c.id).where(tasks.c.job_id == job_id, tasks.c.state.in_(NOT_FINAL))
     ).scalars():
         append_error(conn, task_id, CANCELLED_CODE, f"The task was cancelled: {reason}")
         active += abort_task(conn, task_id, now)

@@ -29,20 +29,17 @@ from calor.domain.pool import (
 )
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
-    FINAL_TASK_STATES,
     PENDING_INSTANCE_STATES,
     InstanceState,
-    TaskState,
 )
 from calor.store.engine import Database
 from calor.store.filter_sql import POOLS, to_sql
 from calor.store.keys import check_room, id_by_key, tags_by_owner
 from calor.store.records import load_instances, recompute, task_record
-from calor.store.settle import CANCELLED_CODE, append_error
+from calor.store.settle import CANCELLED_CODE, NOT_FINAL, append_error
 from calor.store.tables import instances, pool_tags, pools, tasks
 from calor.store.tasks import abort_task, new_instance_rows, new_task_row
 
-_NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 _PENDING = [s.value for s in PENDING_INSTANCE_STATES]
 _LIVE = [s.value for s in ACTIVE_INSTANCE_STATES | PENDING_INSTANCE_STATES]
 
@@ -115,7 +112,7 @@ def close_pool(conn: Connection, pool_id: int, now: datetime) -> list[int]:
     )
     kill: list[int] = []
     for task_id in conn.execute(
-        select(tasks.c.id).where(tasks.c.pool_id == pool_id, tasks.c.state.in_(_NOT_FINAL))
+        select(tasks.c.id).where(tasks.c.pool_id == pool_id, tasks.c.state.in_(NOT_FINAL))
     ).scalars():
         append_error(conn, task_id, CANCELLED_CODE, "The task was cancelled: its pool was closed")
         kill += abort_task(conn, task_id, now)

@@ -25,7 +25,8 @@ from calor.store.tables import instances, jobs, pools, task_dependencies, tasks
 # the code of the error a task gets when it is cancelled without running
 CANCELLED_CODE = "CALOR-CANCELLED"
 
-_NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
+# the unfinished task states as an IN list: a range on an index, where NOT IN scans
+NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 
 _DEPENDENCIES = (
     select(
@@ -118,7 +119,7 @@ def complete_jobs(conn: Connection, job_ids: Collection[int], now: datetime) -> 
     if not job_ids:
         return
     running = (
-        exists().where(tasks.c.job_id == jobs.c.id, tasks.c.state.in_(_NOT_FINAL)).correlate(jobs)
+        exists().where(tasks.c.job_id == jobs.c.id, tasks.c.state.in_(NOT_FINAL)).correlate(jobs)
     )
     for row in conn.execute(
         select(jobs.c.id, jobs.c.completion_ttl_sec).where(
@@ -176,7 +177,7 @@ def settle_dependants(conn: Connection, task_ids: Collection[int], now: datetime
 def count_not_final(conn: Connection, job_id: int) -> int:
     return int(
         conn.execute(
-            select(func.count()).where(tasks.c.job_id == job_id, tasks.c.state.in_(_NOT_FINAL))
+            select(func.count()).where(tasks.c.job_id == job_id, tasks.c.state.in_(NOT_FINAL))
         ).scalar_one()
     )
 

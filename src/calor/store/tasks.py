@@ -26,7 +26,7 @@ from calor.store.engine import Database
 from calor.store.filter_sql import to_sql
 from calor.store.keys import id_by_key
 from calor.store.records import load_instances, load_tags, recompute, task_record
-from calor.store.settle import load_dependencies, settle, settle_dependants
+from calor.store.settle import NOT_FINAL, load_dependencies, settle, settle_dependants
 from calor.store.tables import (
     instances,
     jobs,
@@ -38,8 +38,6 @@ from calor.store.tables import (
 )
 
 _FINAL = [s.value for s in FINAL_TASK_STATES]
-# the non-final states as an IN list: a range on ix_tasks_user_state_id, where NOT IN scans
-_NOT_FINAL = [s.value for s in TaskState if s not in FINAL_TASK_STATES]
 _ACTIVE_INSTANCES = [s.value for s in ACTIVE_INSTANCE_STATES]
 _PENDING_INSTANCES = [s.value for s in PENDING_INSTANCE_STATES]
 _ENDED_POOL = {s.value for s in FINAL_POOL_STATES}
@@ -506,7 +504,7 @@ class TaskStore:
                     func.coalesce(func.sum(tasks.c.running_core_count), 0),
                 ).where(
                     tasks.c.user_id == user_id,
-                    tasks.c.state.in_(_NOT_FINAL),
+                    tasks.c.state.in_(NOT_FINAL),
                     tasks.c.slots_of.is_(None),
                 )
             ).one()
