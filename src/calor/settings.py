@@ -58,6 +58,9 @@ class Settings:
     # reached with the usual AWS_* variables, AWS_ENDPOINT_URL included)
     blob_store: str = "fs"
     drain_seconds: float = 5.0
+    # idle client connections stay open this long: well past the SDK's polls (wait(5),
+    # 10 s), so a pooled connection is never closed under a client that is about to reuse it
+    keep_alive_seconds: int = 75
     storage_url: str | None = None  # the gateway's public URL; None: derived per request
     limits: Limits = field(default_factory=Limits)
     executor: str = "local"  # local | dask

@@ -70,6 +70,14 @@ def serve(
         str, typer.Option(envvar="CALOR_SANDBOX", help="auto | on | off (bubblewrap)")
     ] = "auto",
     drain_seconds: Annotated[float, typer.Option(envvar="CALOR_DRAIN_SECONDS")] = 5.0,
+    keep_alive_seconds: Annotated[
+        int,
+        typer.Option(
+            envvar="CALOR_KEEP_ALIVE_SECONDS",
+            min=1,
+            help="how long idle client connections are kept open (API and S3 gateway)",
+        ),
+    ] = 75,
     storage_port: Annotated[
         int | None,
         typer.Option(
@@ -148,6 +156,7 @@ def serve(
         cores=cores,
         sandbox=None if sandbox == "auto" else sandbox == "on",
         drain_seconds=drain_seconds,
+        keep_alive_seconds=keep_alive_seconds,
         limits=limits,
         runtime=runtime,
         docker_network=docker_network,
@@ -178,6 +187,7 @@ def serve(
         port=port,
         log_level=log_level.lower(),
         timeout_graceful_shutdown=int(drain_seconds) + 5,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     storage = uvicorn.Config(
         server.gateway,
@@ -186,6 +196,7 @@ def serve(
         log_level=log_level.lower(),
         lifespan="off",
         timeout_graceful_shutdown=int(drain_seconds) + 5,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     asyncio.run(_serve_both(api, storage))
 
