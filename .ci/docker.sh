@@ -41,6 +41,14 @@ case $cmd in
     echo "root:x:0:0:root:/root:/bin/sh" >"$rootfs/etc/passwd"
     echo "nobody:x:65534:65534:nobody:/nonexistent:/bin/sh" >>"$rootfs/etc/passwd"
     tar -C "$rootfs" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["echo", "image default command"]' - calor-test/busybox:latest >/dev/null
+    # the hosted documentation's ENTRYPOINT example: DOCKER_CMD becomes the entrypoint's
+    # arguments
+    tar -C "$rootfs" -c . | docker import -c 'ENV PATH=/bin' -c 'ENTRYPOINT ["echo", "Hello"]' - calor-test/entrypoint:latest >/dev/null
+    # an image with no shell at all: one program (busybox answers to the name it is run by)
+    noshell="$dir/noshell"
+    mkdir -p "$noshell/bin"
+    cp "$(command -v busybox)" "$noshell/bin/echo"
+    tar -C "$noshell" -c . | docker import -c 'ENV PATH=/bin' - calor-test/noshell:latest >/dev/null
     echo "$DOCKER_HOST"
     ;;
   stop)

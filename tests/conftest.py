@@ -5,6 +5,7 @@ run the store and API tests on PostgreSQL too; under CI=true its absence is a fa
 """
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -198,6 +199,12 @@ def token(server: Server) -> str:
 def client(server: Server, token: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers={"Authorization": token}, timeout=30) as c:
         yield c
+
+
+def sh(script: str) -> str:
+    """A DOCKER_CMD that runs ``script`` with a shell: calor, like the hosted service, adds
+    none (domain/command.py), so pipes, ``;`` and ``$VAR`` need ``sh -c`` as users write it."""
+    return "sh -c " + shlex.quote(script)
 
 
 def task_body(command: str = "echo hello", **extra: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import psutil
 from starlette.types import ASGIApp
 
 from calor.api.app import create_app
+from calor.domain.pool import Capacity
 from calor.domain.ports import Executor
 from calor.executors.local import LocalExecutor
 from calor.runner.files import TaskFiles
@@ -183,6 +184,11 @@ def build_server(settings: Settings) -> Server:
         bucket_exists=objects.exists,
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
+    executor: Executor
+
+    def capacity() -> Capacity:
+        return Capacity(executor.total_cores, executor.free_cores())
+
     pools = PoolService(
         PoolStore(db),
         LogStore(db),
@@ -197,8 +203,8 @@ def build_server(settings: Settings) -> Server:
             if settings.executor == "dask"
             else None
         ),
+        capacity=capacity,
     )
-    executor: Executor
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
     if settings.executor == "dask":

@@ -4,7 +4,7 @@
 import httpx
 
 from tests.api.helpers import assert_error, get, page_all, sleeper, submit, task_count, uuids
-from tests.conftest import task_body, wait_final
+from tests.conftest import sh, task_body, wait_final
 
 
 def test_pages_newest_first(client: httpx.Client) -> None:
@@ -25,7 +25,7 @@ def test_pages_newest_first(client: httpx.Client) -> None:
 def test_clone_with_overrides(client: httpx.Client) -> None:
     source = submit(
         client,
-        task_body("echo $GREETING", instanceCount=2, tags=["a"], shortname="original"),
+        task_body(sh("echo $GREETING"), instanceCount=2, tags=["a"], shortname="original"),
     )
     source_task = wait_final(client, source)
     r = client.post(f"/tasks/{source}/clone", json={"name": "copy", "Tags": ["b"]})
@@ -43,7 +43,7 @@ def test_clone_with_overrides(client: httpx.Client) -> None:
 
 def test_retry_resume_and_recover_run_only_those_instances(client: httpx.Client) -> None:
     failing = submit(
-        client, task_body('[ "$INSTANCE_ID" = 1 ] && exit 1; echo ok', instanceCount=3)
+        client, task_body(sh('[ "$INSTANCE_ID" = 1 ] && exit 1; echo ok'), instanceCount=3)
     )
     assert wait_final(client, failing)["state"] == "Failure"
     fixed = {"constants": [{"key": "DOCKER_CMD", "value": "echo fixed"}]}

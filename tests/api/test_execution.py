@@ -18,7 +18,7 @@ from tests.api.helpers import (
     wait_executing,
     wait_task,
 )
-from tests.conftest import task_body, wait_final, wait_for
+from tests.conftest import sh, task_body, wait_final, wait_for
 
 
 def test_abort_running_task(reaper: httpx.Client) -> None:
@@ -105,7 +105,7 @@ def test_core_constraint_and_queueing(reaper: httpx.Client) -> None:
 def test_progress_from_docker_progress_regex(reaper: httpx.Client) -> None:
     client = reaper
     command, _ = sleeper()
-    body = task_body(f'echo "progress 42%"; {command}')
+    body = task_body(sh(f'echo "progress 42%"; {command}'))
     body["constants"].append({"key": "DOCKER_PROGRESS1", "value": r"progress (\d+)%"})
     uuid = submit(client, body)
     task = wait_task(
@@ -140,7 +140,7 @@ def test_fresh_output_cursors(client: httpx.Client) -> None:
         "while [ ! -f go ]; do sleep 0.02; done; "
         'echo "two $INSTANCE_ID"'
     )
-    uuid = submit(client, task_body(command, instanceCount=2))
+    uuid = submit(client, task_body(sh(command), instanceCount=2))
     full = wait_for(
         lambda: (t := client.get(f"/tasks/{uuid}/stdout").text).count("path=") == 2 and t,
         timeout=20,
@@ -173,7 +173,7 @@ def test_fresh_output_cursors(client: httpx.Client) -> None:
 
 
 def test_stderr(client: httpx.Client) -> None:
-    uuid = submit(client, task_body("echo out; echo err >&2; echo err2 >&2"))
+    uuid = submit(client, task_body(sh("echo out; echo err >&2; echo err2 >&2")))
     wait_final(client, uuid)
     assert client.get(f"/tasks/{uuid}/stderr").text == "0> err\n0> err2\n"
     assert client.get(f"/tasks/{uuid}/stderr/0").text == "err\nerr2\n"
@@ -188,7 +188,9 @@ def test_stderr(client: httpx.Client) -> None:
 
 def test_retry_succeeds_on_second_attempt(client: httpx.Client) -> None:
     command = 'echo "attempt $CALOR_ATTEMPT"; [ "$CALOR_ATTEMPT" -ge 2 ]'
-    body = task_body(command, retrySettings={"maxPerInstanceRetries": 1, "maxTotalRetries": None})
+    body = task_body(
+        sh(command), retrySettings={"maxPerInstanceRetries": 1, "maxTotalRetries": None}
+    )
     task = wait_final(client, submit(client, body))
     assert task["state"] == "Success", task["errors"]
     assert task["errors"] == []
@@ -205,7 +207,7 @@ def test_retry_starts_in_a_clean_working_directory(client: httpx.Client) -> None
         'if [ "$CALOR_ATTEMPT" -lt 2 ]; then mkdir junk && cd junk && seq 2000 | xargs touch; '
         'exit 1; fi; echo "files=$(ls -A | wc -l)"'
     )
-    body = task_body(command, retrySettings={"maxPerInstanceRetries": 1})
+    body = task_body(sh(command), retrySettings={"maxPerInstanceRetries": 1})
     for _ in range(2):
         task = wait_final(client, submit(client, body))
         assert task["state"] == "Success", task["errors"]
@@ -215,7 +217,7 @@ def test_retry_starts_in_a_clean_working_directory(client: httpx.Client) -> None
 
 def test_retries_run_out_with_a_clear_error(client: httpx.Client) -> None:
     command = 'echo "attempt $CALOR_ATTEMPT"; exit 3'
-    body = task_body(command, retrySettings={"maxPerInstanceRetries": 1})
+    body = task_body(sh(command), retrySettings={"maxPerInstanceRetries": 1})
     task = wait_final(client, submit(client, body))
     assert task["state"] == "Failure"
     inst = task["completedInstances"][0]
@@ -232,14 +234,14 @@ def test_retries_run_out_with_a_clear_error(client: httpx.Client) -> None:
 
 
 def test_no_retry_by_default(client: httpx.Client) -> None:
-    task = wait_final(client, submit(client, task_body("exit 3")))
+    task = wait_final(client, submit(client, task_body(sh("exit 3"))))
     assert task["state"] == "Failure"
     assert task["completedInstances"][0]["executionAttemptCount"] == 1
     assert "exited with code 3" in task["errors"][0]["message"]
 
 
 def test_legacy_max_retries_per_instance(client: httpx.Client) -> None:
-    body = task_body('[ "$CALOR_ATTEMPT" -ge 3 ]', maxRetriesPerInstance=2)
+    body = task_body(sh('[ "$CALOR_ATTEMPT" -ge 3 ]'), maxRetriesPerInstance=2)
     task = wait_final(client, submit(client, body))
     assert task["state"] == "Success", task["errors"]
     assert task["completedInstances"][0]["executionAttemptCount"] == 3
@@ -249,7 +251,7 @@ def test_legacy_max_retries_per_instance(client: httpx.Client) -> None:
 
 def test_max_total_retries_caps_the_task(client: httpx.Client) -> None:
     body = task_body(
-        "exit 1",
+        sh("exit 1"),
         instanceCount=2,
         retrySettings={"maxPerInstanceRetries": 5, "maxTotalRetries": 1},
     )
@@ -260,7 +262,7 @@ def test_max_total_retries_caps_the_task(client: httpx.Client) -> None:
 
 
 def test_advanced_ranges_set_instance_ids(client: httpx.Client) -> None:
-    body = task_body('echo "id=$INSTANCE_ID count=$INSTANCE_COUNT"', advancedRanges="0-2,5")
+    body = task_body(sh('echo "id=$INSTANCE_ID count=$INSTANCE_COUNT"'), advancedRanges="0-2,5")
     del body["instanceCount"]
     uuid = submit(client, body)
     task = wait_final(client, uuid)
@@ -280,7 +282,7 @@ def test_environment_seen_by_the_command(client: httpx.Client) -> None:
         'echo "id=$INSTANCE_ID frame=$FRAME_ID count=$INSTANCE_COUNT const=$MY_CONST"; '
         'echo "path=$TASK_PATH"; echo "pwd=$(pwd)"; echo "repo=$DOCKER_REPO"'
     )
-    body = task_body(command, instanceCount=2)
+    body = task_body(sh(command), instanceCount=2)
     body["constants"].append({"key": "MY_CONST", "value": "hello world"})
     uuid = submit(client, body)
     assert wait_final(client, uuid)["state"] == "Success"
@@ -306,8 +308,50 @@ def test_command_problems_fail_with_a_reason(client: httpx.Client) -> None:
     assert "127" in missing["errors"][0]["message"]
 
 
+SPACED = "printf '[%s]\\n' 'a  b' \"c d\" e\\ f ${ARGS}"
+
+
+def test_docker_cmd_is_run_as_words_without_a_shell(client: httpx.Client) -> None:
+    """Issue 12: calor added a `/bin/sh -c` of its own, so the user's `sh -c "..."` went
+    through two shells ($i eaten) and `#` started a comment."""
+    loop = submit(client, task_body('sh -c "for i in 1 2 3; do echo line$i; done"'))
+    frame = submit(client, task_body("echo from node #${FRAME_ID}!", advancedRanges="7"))
+    spaced = submit(client, task_body(SPACED))
+    body = get(client, spaced)
+    assert body["constants"][0]["value"] == SPACED  # stored as submitted
+    for uuid in (loop, frame, spaced):
+        assert wait_final(client, uuid)["state"] == "Success"
+    assert client.get(f"/tasks/{loop}/stdout/0").text.endswith("line1\nline2\nline3\n")
+    assert client.get(f"/tasks/{frame}/stdout/7").text.endswith("from node #7!\n")
+    # ${ARGS} is not a variable of the instance: it stays as written
+    assert client.get(f"/tasks/{spaced}/stdout/0").text.endswith(
+        "[a  b]\n[c d]\n[e f]\n[${ARGS}]\n"
+    )
+
+
+def test_a_command_that_cannot_be_split_is_refused_at_submit(client: httpx.Client) -> None:
+    before = client.get("/info").json()["taskCount"]
+    message = assert_error(
+        client.post("/tasks", json=task_body('sh -c "echo unclosed')), 400, "DOCKER_CMD"
+    )
+    assert "unterminated double quote" in message
+    assert_error(client.post("/tasks", json=task_body("echo dangling\\")), 400, "backslash")
+    assert client.get("/info").json()["taskCount"] == before
+
+
+def test_constants_are_never_replaced_by_instance_variables(client: httpx.Client) -> None:
+    """The hosted documentation: every constant ends up as an environment variable. A
+    constant named like an instance variable keeps its value; the others are calor's."""
+    body = task_body(sh('echo "rank=$QRANK size=$QSIZE id=$INSTANCE_ID"'), instanceCount=2)
+    body["constants"] += [{"key": "QRANK", "value": "mine"}, {"key": "QSIZE", "value": "all"}]
+    uuid = submit(client, body)
+    assert wait_final(client, uuid)["state"] == "Success"
+    for i in (0, 1):
+        assert client.get(f"/tasks/{uuid}/stdout/{i}").text.endswith(f"rank=mine size=all id={i}\n")
+
+
 def test_output_with_a_nul_byte_does_not_wedge_the_task(client: httpx.Client) -> None:
-    uuid = submit(client, task_body(r"printf 'a\000b\n'; echo done"))
+    uuid = submit(client, task_body(sh(r"printf 'a\000b\n'; echo done")))
     task = wait_final(client, uuid, timeout=20)
     assert task["state"] == "Success"
     out = client.get(f"/tasks/{uuid}/stdout/0").text

@@ -20,7 +20,7 @@ from tests.api.helpers import (
     uuids,
     wait_executing,
 )
-from tests.conftest import FINAL, Server, make_server, task_body, wait_final, wait_for
+from tests.conftest import FINAL, Server, make_server, sh, task_body, wait_final, wait_for
 
 HC_ALL_CORES = [{"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 2}]
 
@@ -241,8 +241,8 @@ STAMP = "date +%s.%N"
 
 def test_diamond_runs_in_dependency_order(client: httpx.Client) -> None:
     job = create_job(client, useDependencies=True)
-    top = submit(client, in_job(job, f"sleep 0.5; {STAMP}", name="top"))
-    left = submit(client, in_job(job, f"sleep 0.3; {STAMP}", dependencies=depends(top)))
+    top = submit(client, in_job(job, sh(f"sleep 0.5; {STAMP}"), name="top"))
+    left = submit(client, in_job(job, sh(f"sleep 0.3; {STAMP}"), dependencies=depends(top)))
     advanced = {"advancedDependsOn": [{"taskUuid": top, "taskFinalStateCondition": ["success"]}]}
     right = submit(client, in_job(job, STAMP, dependencies=advanced))
     bottom = submit(client, in_job(job, STAMP, dependencies=depends(left, right)))
@@ -275,7 +275,7 @@ def test_diamond_runs_in_dependency_order(client: httpx.Client) -> None:
 
 def test_failed_dependency_stops_its_dependants_with_a_clear_error(client: httpx.Client) -> None:
     job = create_job(client, useDependencies=True)
-    failing = submit(client, in_job(job, "sleep 0.3; exit 3"))
+    failing = submit(client, in_job(job, sh("sleep 0.3; exit 3")))
     child = submit(client, in_job(job, "echo never", dependencies=depends(failing)))
     grandchild = submit(client, in_job(job, "echo never", dependencies=depends(child)))
     on_failure = submit(

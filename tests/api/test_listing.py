@@ -15,7 +15,7 @@ from tests.api.helpers import (
     unique,
     uuids,
 )
-from tests.conftest import task_body, wait_final
+from tests.conftest import sh, task_body, wait_final
 
 
 def test_get_by_shortname(client: httpx.Client) -> None:
@@ -139,7 +139,7 @@ def test_field_filters(client: httpx.Client) -> None:
     prefix = unique("pre")
     one = submit(client, task_body("true", name=f"{prefix}-one"))
     two = submit(client, task_body("true", name=f"{prefix}-two", instanceCount=2))
-    bad = submit(client, task_body("exit 3", name=f"other-{prefix}"))
+    bad = submit(client, task_body(sh("exit 3"), name=f"other-{prefix}"))
     special = submit(client, task_body("true", name="50%_off.x"))
     for uuid in (one, two, bad, special):
         wait_final(client, uuid)

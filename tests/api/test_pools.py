@@ -21,7 +21,7 @@ from tests.api.helpers import (
     uuids,
     wait_executing,
 )
-from tests.conftest import make_server, task_body, wait_final, wait_for
+from tests.conftest import make_server, sh, task_body, wait_final, wait_for
 
 NEVER_NULL = (
     "creationDate",
@@ -149,13 +149,13 @@ def test_pool_with_preparation_and_tasks_on_it(pools: httpx.Client, other: httpx
         shortname=short,
         instanceCount=2,
         tags=["p1"],
-        preparationTask={"commandLine": PREPARE},
+        preparationTask={"commandLine": sh(PREPARE)},
         constants=[{"key": "POOL_VAR", "value": "pool"}, {"key": "OVERRIDE", "value": "pool"}],
     )
     got = wait_state(client, pool, {"FullyExecuting"})
     assert got["uuid"] == pool and got["shortname"] == short and got["tags"] == ["p1"]
     assert got["totalSlotCapacity"] == 2 and got["runningInstanceCount"] == 2
-    assert got["preparationTask"] == {"commandLine": PREPARE}
+    assert got["preparationTask"] == {"commandLine": sh(PREPARE)}
     for key in NEVER_NULL:
         assert got.get(key) is not None, key
     assert DATE_RE.match(got["creationDate"]) and got["endDate"] == NOT_ENDED
@@ -169,7 +169,7 @@ def test_pool_with_preparation_and_tasks_on_it(pools: httpx.Client, other: httpx
     assert_error(client.get(f"/pools/{pool}/stdout/7"), 404, "7")
     # a task on the pool runs in its slots: it sees what the preparation left, the pool's
     # constants, and its own constants win
-    body = on_pool(pool, "cat prepared.txt; echo $POOL_VAR $OVERRIDE", instanceCount=3)
+    body = on_pool(pool, sh("cat prepared.txt; echo $POOL_VAR $OVERRIDE"), instanceCount=3)
     body["constants"].append({"key": "OVERRIDE", "value": "task"})
     task = submit(client, body)
     done = wait_final(client, task)
@@ -261,7 +261,7 @@ def test_elastic_pool_grows_with_its_queue_and_shrinks_when_idle(pools: httpx.Cl
     pool = create_pool(client, instanceCount=0, elasticProperty=elastic(0, 2))
     got = get_pool(client, pool)
     assert got["state"] == "FullyExecuting" and got["totalSlotCapacity"] == 0
-    task = submit(client, on_pool(pool, "sleep 1; echo done", instanceCount=2))
+    task = submit(client, on_pool(pool, sh("sleep 1; echo done"), instanceCount=2))
     wait_capacity(client, pool, 2)
     assert wait_final(client, task, timeout=30)["state"] == "Success"
     wait_capacity(client, pool, 0)
@@ -360,7 +360,7 @@ def test_bad_pools_are_refused_and_change_nothing(pools: httpx.Client) -> None:
 
 def test_failed_preparation_fails_the_pool(pools: httpx.Client) -> None:
     client = pools
-    pool = create_pool(client, instanceCount=1, preparationTask={"commandLine": "exit 4"})
+    pool = create_pool(client, instanceCount=1, preparationTask={"commandLine": sh("exit 4")})
     got = wait_state(client, pool, {"Failure"})
     assert got["errors"], got
     assert_error(client.post("/tasks", json=on_pool(pool, "echo x")), 403, "Failure")
@@ -388,7 +388,9 @@ def test_pool_waiting_too_long_for_cores_fails(pools: httpx.Client) -> None:
 
 def test_job_on_a_pool_runs_its_tasks_there(pools: httpx.Client) -> None:
     client = pools
-    pool = create_pool(client, instanceCount=1, preparationTask={"commandLine": "echo p > p.txt"})
+    pool = create_pool(
+        client, instanceCount=1, preparationTask={"commandLine": sh("echo p > p.txt")}
+    )
     r = client.post("/jobs", json={"name": "on-pool", "poolUuid": pool})
     assert r.status_code == 200, r.text
     job = r.json()["uuid"]
@@ -435,7 +437,7 @@ def test_slots_per_node_and_auto_delete(pools: httpx.Client) -> None:
     # one node of 2 cores split in 2 slots of 1 core
     assert got["totalSlotCapacity"] == 2 and got["runningCoreCount"] == 2
     assert got["multiSlotsSettings"] == {"slotsPerNode": 2}
-    task = submit(client, on_pool(pool, "echo $INSTANCE_ID", instanceCount=2))
+    task = submit(client, on_pool(pool, sh("echo $INSTANCE_ID"), instanceCount=2))
     assert wait_final(client, task)["state"] == "Success"
     client.post(f"/pools/{pool}/close")
     wait_for(
@@ -443,3 +445,67 @@ def test_slots_per_node_and_auto_delete(pools: httpx.Client) -> None:
         timeout=15,
         message="the closed pool to be deleted after its TTL",
     )
+
+
+def test_slots_of_a_node_share_its_cores(pools: httpx.Client) -> None:
+    """Issue 12: 1 node x 3 slots on a 2-core server started 2 slots and hung short of
+    FullyExecuting. The 3 slots share the node's core (a third each)."""
+    client = pools
+    pool = create_pool(client, instanceCount=1, multiSlotsSettings={"slotsPerNode": 3})
+    got = wait_state(client, pool, {"FullyExecuting"})
+    assert got["totalSlotCapacity"] == 3 and got["runningCoreCount"] == 1
+    assert got["errors"] == []
+    command, _ = sleeper()
+    task = submit(client, on_pool(pool, command, instanceCount=3))
+    wait_for(
+        lambda: get(client, task)["runningInstanceCount"] == 3,
+        timeout=20,
+        message="3 instances running at once, one per slot",
+    )
+    # the node holds one core: the other one still runs a task of its own
+    other = submit(client, task_body("echo beside"))
+    assert wait_final(client, other)["state"] == "Success"
+    client.post(f"/tasks/{task}/abort")
+
+
+def test_a_pool_that_can_never_fit_is_refused(pools: httpx.Client) -> None:
+    client = pools
+    before = len(client.get("/pools/summaries").json())
+    message = assert_error(
+        client.post("/pools", json=pool_body(instanceCount=3)), 400, "3 cores", "has 2"
+    )
+    assert "at most 2 nodes" in message and "slotsPerNode" in message
+    big_node = [{"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 4}]
+    assert_error(
+        client.post("/pools", json=pool_body(instanceCount=1, hardwareConstraints=big_node)),
+        400,
+        "4 cores",
+    )
+    assert len(client.get("/pools/summaries").json()) == before
+    # an elastic pool grows as far as the cores allow: only its minimum must fit
+    assert client.post("/pools", json=pool_body(elasticProperty=elastic(0, 5))).status_code == 200
+
+
+def test_slots_waiting_for_cores_say_so(pools: httpx.Client) -> None:
+    client = pools
+    command, _ = sleeper()
+    hog = submit(
+        client,
+        task_body(
+            command,
+            hardwareConstraints=[
+                {"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 2}
+            ],
+        ),
+    )
+    wait_executing(client, hog)
+    pool = create_pool(client, instanceCount=2)
+    waiting = wait_for(
+        lambda: [e["message"] for e in get_pool(client, pool)["errors"]],
+        timeout=10,
+        message="the pool to say why its slots wait",
+    )
+    assert "2 of the pool's 2 slots wait for free cores" in waiting[0], waiting
+    assert get_pool(client, pool)["state"] != "FullyExecuting"
+    client.post(f"/tasks/{hog}/abort")
+    assert wait_state(client, pool, {"FullyExecuting"})["errors"] == []

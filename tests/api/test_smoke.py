@@ -2,12 +2,12 @@
 
 import httpx
 
-from tests.conftest import task_body, wait_final
+from tests.conftest import sh, task_body, wait_final
 
 
 def test_submit_run_and_read_output(client: httpx.Client) -> None:
     r = client.post(
-        "/tasks", json=task_body('echo "hello $INSTANCE_ID"', instanceCount=2, tags=["smoke"])
+        "/tasks", json=task_body(sh('echo "hello $INSTANCE_ID"'), instanceCount=2, tags=["smoke"])
     )
     assert r.status_code == 200, r.text
     uuid = r.json()["uuid"]

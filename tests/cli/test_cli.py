@@ -104,7 +104,7 @@ def test_task_commands_and_json_shapes(cli: Cli) -> None:
         "create",
         "hello",
         "-c",
-        "echo hi $INSTANCE_ID $WHO",
+        "echo hi ${INSTANCE_ID} ${WHO}",
         "-n",
         "2",
         "-e",
@@ -206,7 +206,7 @@ def test_pool_job_and_bucket_commands(cli: Cli, tmp_path: Path) -> None:
         "--slots",
         "1",
         "--prepare",
-        "echo ready > ready.txt",
+        "sh -c 'echo ready > ready.txt'",
         "-r",
         "inputs",
     )["uuid"]
@@ -306,7 +306,7 @@ def test_colours_follow_no_color_and_the_bar_shows_progress(server: Server) -> N
 
 def test_follow_prints_output_until_the_task_ends(cli: Cli) -> None:
     uuid = cli.json(
-        "task", "create", "ticks", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.4; done"
+        "task", "create", "ticks", "-c", "sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.4; done'"
     )["uuid"]
     out = cli("task", "stdout", uuid, "--follow", "--instance", "0").stdout
     assert [line for line in out.splitlines() if line.startswith("tick")] == [

@@ -6,7 +6,7 @@ import signal
 import httpx
 import psutil
 
-from tests.conftest import Server, task_body, wait_final, wait_for
+from tests.conftest import Server, sh, task_body, wait_final, wait_for
 from tests.dask.conftest import Cluster
 
 
@@ -15,7 +15,7 @@ def test_instances_run_on_the_workers_and_report_back(client: httpx.Client) -> N
         client,
         client.post(
             "/tasks",
-            json=task_body('echo "hello from $INSTANCE_ID"; echo oops >&2', instanceCount=6),
+            json=task_body(sh('echo "hello from $INSTANCE_ID"; echo oops >&2'), instanceCount=6),
         ).json()["uuid"],
     )
     assert task["state"] == "Success", task["errors"]
@@ -39,7 +39,7 @@ def test_an_instance_no_worker_can_fit_fails_clearly(client: httpx.Client) -> No
 
 
 def test_abort_stops_a_running_instance_within_two_seconds(client: httpx.Client) -> None:
-    uuid = client.post("/tasks", json=task_body("echo started; sleep 301")).json()["uuid"]
+    uuid = client.post("/tasks", json=task_body(sh("echo started; sleep 301"))).json()["uuid"]
     wait_for(
         lambda: client.get(f"/tasks/{uuid}/stdout/0").text.endswith("started\n"),
         timeout=60,
@@ -63,7 +63,7 @@ def test_a_server_killed_mid_run_reattaches_and_loses_nothing(
     client: httpx.Client, server: Server
 ) -> None:
     uuid = client.post(
-        "/tasks", json=task_body("echo before; sleep 5; echo after", instanceCount=2)
+        "/tasks", json=task_body(sh("echo before; sleep 5; echo after"), instanceCount=2)
     ).json()["uuid"]
     wait_for(
         lambda: client.get(f"/tasks/{uuid}/stdout").text.count("before") == 2,
@@ -88,7 +88,7 @@ def test_resources_and_results_through_the_gateway(client: httpx.Client, server:
     s3.create_bucket(Bucket=inputs)
     s3.put_object(Bucket=inputs, Key="n.txt", Body=b"21\n")
     body = task_body(
-        "echo $(( $(cat n.txt) * 2 )) > answer-$INSTANCE_ID.txt",
+        sh("echo $(( $(cat n.txt) * 2 )) > answer-$INSTANCE_ID.txt"),
         instanceCount=2,
         resourceBuckets=[inputs],
         resultBucket=outputs,
@@ -104,7 +104,7 @@ def test_a_killed_worker_leads_to_a_retry_elsewhere(client: httpx.Client, cluste
     cluster.add_worker("doomed", 4)  # the only one with 4 cores: the instance lands there
     try:
         body = task_body(
-            'echo "attempt $CALOR_ATTEMPT"; [ "$CALOR_ATTEMPT" -gt 1 ] || sleep 300',
+            sh('echo "attempt $CALOR_ATTEMPT"; [ "$CALOR_ATTEMPT" -gt 1 ] || sleep 300'),
             retrySettings={"maxPerInstanceRetries": 1},
             hardwareConstraints=[
                 {"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 4}
@@ -142,13 +142,13 @@ def _workers_used(client: httpx.Client, body: dict[str, object]) -> list[str]:
 
 
 def test_instances_spread_over_both_workers(client: httpx.Client) -> None:
-    used = _workers_used(client, task_body('sleep 1; echo "where=$TASK_PATH"', instanceCount=6))
+    used = _workers_used(client, task_body(sh('sleep 1; echo "where=$TASK_PATH"'), instanceCount=6))
     assert len(used) == 6 and set(used) == {"big", "small"}, used
 
 
 def test_a_two_core_instance_lands_only_where_it_fits(client: httpx.Client) -> None:
     body = task_body(
-        'echo "where=$TASK_PATH"',
+        sh('echo "where=$TASK_PATH"'),
         instanceCount=4,
         hardwareConstraints=[{"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 2}],
     )

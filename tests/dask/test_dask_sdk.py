@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from qarnot.connection import Connection
 
-from tests.conftest import Server
+from tests.conftest import Server, sh
 from tests.s3.test_sdk_task_files import test_sdk_run_with_resources_and_results as bucket_flow
 from tests.sdk.helpers import docker_task, wait_done
 
@@ -19,7 +19,7 @@ def conn(server: Server) -> Iterator[Connection]:
 
 
 def test_sdk_hello_world_on_dask(conn: Connection) -> None:
-    task = docker_task(conn, "echo Hello World from $INSTANCE_ID", 3)
+    task = docker_task(conn, sh("echo Hello World from $INSTANCE_ID"), 3)
     task.submit()
     assert wait_done(task) == "Success"
     lines = {line.split("] ")[-1] for line in task.stdout().splitlines() if "Hello" in line}

@@ -14,6 +14,7 @@ from tests.conftest import (
     Server,
     docker_host,
     make_server,
+    sh,
     wait_final,
     wait_for,
 )
@@ -41,7 +42,10 @@ def test_sigkill_mid_run_leaks_no_container_and_retries(
             retried = c.post(
                 "/tasks",
                 json=image_task(
-                    'if [ "$CALOR_ATTEMPT" = 1 ]; then sleep 300; fi; echo attempt $CALOR_ATTEMPT',
+                    sh(
+                        'if [ "$CALOR_ATTEMPT" = 1 ]; then sleep 300; fi; '
+                        "echo attempt $CALOR_ATTEMPT"
+                    ),
                     retrySettings={"maxPerInstanceRetries": 1},
                 ),
             ).json()["uuid"]
@@ -183,7 +187,7 @@ def test_engine_lost_mid_run_fails_the_instance_and_its_container_is_removed_lat
     try:
         engine = docker.DockerClient(base_url=host)
         with _client(server) as c:
-            uuid_ = c.post("/tasks", json=image_task("echo up; sleep 300")).json()["uuid"]
+            uuid_ = c.post("/tasks", json=image_task(sh("echo up; sleep 300"))).json()["uuid"]
             wait_for(lambda: c.get(f"/tasks/{uuid_}/stdout").text == "0> up\n")
             (container,) = containers_of(engine, uuid_)
             # the engine dies; its containers stay behind until an engine starts again

@@ -3,7 +3,7 @@ containers of that image that see the slot's working directory (issue 6)."""
 
 import httpx
 
-from tests.conftest import wait_final, wait_for
+from tests.conftest import sh, wait_final, wait_for
 from tests.docker.conftest import IMAGE
 
 
@@ -16,7 +16,9 @@ def test_pool_slots_and_tasks_run_in_containers(client: httpx.Client) -> None:
             "profile": "docker-batch",
             "instanceCount": 1,
             "constants": image,
-            "preparationTask": {"commandLine": 'echo "warm $(hostname)" > "$TASK_PATH/prepared"'},
+            "preparationTask": {
+                "commandLine": sh('echo "warm $(hostname)" > "$TASK_PATH/prepared"')
+            },
         },
     )
     assert r.status_code == 200, r.text
@@ -33,7 +35,7 @@ def test_pool_slots_and_tasks_run_in_containers(client: httpx.Client) -> None:
             "poolUuid": pool,
             "instanceCount": 2,
             "constants": [
-                {"key": "DOCKER_CMD", "value": 'cat "$TASK_PATH/prepared"; ls /bin/busybox'}
+                {"key": "DOCKER_CMD", "value": sh('cat "$TASK_PATH/prepared"; ls /bin/busybox')}
             ],
         },
     )

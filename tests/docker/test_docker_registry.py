@@ -12,7 +12,7 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, free_port, wait_final, wait_for
+from tests.conftest import IN_CI, free_port, sh, wait_final, wait_for
 from tests.docker.conftest import IMAGE, image_task
 
 USER, PASSWORD = "alice", "s3cret"
@@ -93,7 +93,7 @@ def test_private_image_is_pulled_with_the_credentials(
     uuid_ = client.post(
         "/tasks",
         json=image_task(
-            "echo pulled $INSTANCE_ID",
+            sh("echo pulled $INSTANCE_ID"),
             image=registry,
             instanceCount=3,  # three instances wait for one pull
             constants=_credentials(USER, PASSWORD),

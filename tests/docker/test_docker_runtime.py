@@ -6,7 +6,7 @@ import time
 import docker
 import httpx
 
-from tests.conftest import Server, wait_final, wait_for
+from tests.conftest import Server, sh, wait_final, wait_for
 from tests.docker.conftest import containers_of, image_task
 
 
@@ -21,9 +21,11 @@ def test_instances_run_in_the_image_with_constants_and_their_own_variables(
     uuid_, task = _run(
         client,
         image_task(
-            'echo "id=$INSTANCE_ID of $INSTANCE_COUNT frame=$FRAME_ID greeting=$GREETING"; '
-            'echo "path=$TASK_PATH pwd=$(pwd) host=$(hostname)"; '
-            'echo "$INSTANCE_ID" > "$TASK_PATH/mine" && cat /job/mine; echo to-stderr >&2',
+            sh(
+                'echo "id=$INSTANCE_ID of $INSTANCE_COUNT frame=$FRAME_ID greeting=$GREETING"; '
+                'echo "path=$TASK_PATH pwd=$(pwd) host=$(hostname)"; '
+                'echo "$INSTANCE_ID" > "$TASK_PATH/mine" && cat /job/mine; echo to-stderr >&2'
+            ),
             instanceCount=3,
             constants=[
                 {"key": "GREETING", "value": "hello docker"},
@@ -52,7 +54,7 @@ def test_workdir_and_user_constants(client: httpx.Client) -> None:
     uuid_, task = _run(
         client,
         image_task(
-            'echo "uid=$(id -u) pwd=$(pwd)"; echo data > "$TASK_PATH/out" && echo written',
+            sh('echo "uid=$(id -u) pwd=$(pwd)"; echo data > "$TASK_PATH/out" && echo written'),
             constants=[
                 {"key": "DOCKER_WORKDIR", "value": "/tmp"},
                 {"key": "DOCKER_USER", "value": "65534"},
@@ -64,22 +66,26 @@ def test_workdir_and_user_constants(client: httpx.Client) -> None:
 
 
 def test_exit_codes_and_signals_become_errors(client: httpx.Client) -> None:
-    _, task = _run(client, image_task("exit 3"))
+    _, task = _run(client, image_task(sh("exit 3")))
     assert task["state"] == "Failure"
     assert task["errors"][0]["message"] == "instance 0: exited with code 3"
     # a child shell: the container's PID 1 ignores signals it has no handler for
-    _, task = _run(client, image_task("sh -c 'kill -KILL $$'; exit $?"))
+    _, task = _run(client, image_task(sh("sh -c 'kill -KILL $$'; exit $?")))
     assert task["state"] == "Failure"
     assert task["errors"][0]["message"] == "instance 0: killed by signal 9 (SIGKILL)"
     _, task = _run(client, image_task("no-such-program"))
-    assert task["errors"][0]["message"] == "instance 0: exited with code 127: command not found"
+    assert task["errors"][0]["message"] == (
+        "instance 0: exited with code 127: command not found: no-such-program"
+    )
 
 
 def test_memory_limit_and_out_of_memory(client: httpx.Client) -> None:
     limit = [{"discriminator": "MaximumRamHardwareConstraint", "maximumMemoryMB": 32}]
     _, task = _run(
         client,
-        image_task("exec dd if=/dev/zero of=/dev/null bs=96M count=1", hardwareConstraints=limit),
+        image_task(
+            sh("exec dd if=/dev/zero of=/dev/null bs=96M count=1"), hardwareConstraints=limit
+        ),
     )
     assert task["state"] == "Failure", task
     message = task["errors"][0]["message"]
@@ -96,7 +102,7 @@ def test_memory_limit_and_out_of_memory(client: httpx.Client) -> None:
 
 
 def test_cpu_time_is_measured(client: httpx.Client) -> None:
-    _, task = _run(client, image_task("yes | head -c 300000000 > /dev/null"))
+    _, task = _run(client, image_task(sh("yes | head -c 300000000 > /dev/null")))
     assert task["state"] == "Success", task
     done = task["completedInstances"][0]
     assert done["execTimeSec"] > 0.05
@@ -109,7 +115,7 @@ def test_output_streams_while_it_runs_and_progress_is_read(
     uuid_ = client.post(
         "/tasks",
         json=image_task(
-            "echo step one; echo 'progress 42%'; sleep 300",
+            sh("echo step one; echo 'progress 42%'; sleep 300"),
             constants=[{"key": "DOCKER_PROGRESS1", "value": r"progress (\d+)%"}],
         ),
     ).json()["uuid"]
@@ -168,3 +174,27 @@ def test_profiles_list_the_docker_constants(client: httpx.Client) -> None:
 
 def test_server_says_which_runtime_it_uses(server: Server) -> None:
     assert "runtime: docker (Docker " in server.log()
+
+
+def test_the_command_runs_without_a_shell_in_the_image(client: httpx.Client) -> None:
+    """Issue 12: calor wrapped DOCKER_CMD in `/bin/sh -c`, so an image without a shell could
+    not run at all, and `#` started a comment."""
+    uuid_, task = _run(
+        client,
+        image_task(
+            "echo no shell in here, node #${INSTANCE_ID} 'of  ${INSTANCE_COUNT}'",
+            image="calor-test/noshell",
+            instanceCount=2,
+        ),
+    )
+    assert task["state"] == "Success", task
+    out = client.get(f"/tasks/{uuid_}/stdout/1").text
+    assert out == "no shell in here, node #1 of  2\n"
+
+
+def test_the_command_follows_the_images_entrypoint(client: httpx.Client) -> None:
+    """The hosted documentation's example: ENTRYPOINT ["echo", "Hello"] and DOCKER_CMD
+    " World" print "Hello World"."""
+    uuid_, task = _run(client, image_task(" World", image="calor-test/entrypoint"))
+    assert task["state"] == "Success", task
+    assert client.get(f"/tasks/{uuid_}/stdout/0").text == "Hello World\n"

@@ -8,7 +8,7 @@ import docker
 import pytest
 from qarnot.connection import Connection
 
-from tests.conftest import Server, wait_for
+from tests.conftest import Server, sh, wait_for
 from tests.docker.conftest import IMAGE, containers_of
 from tests.sdk.helpers import docker_task, stop_unfinished, wait_done, wait_executing
 
@@ -22,7 +22,9 @@ def conn(server: Server) -> Iterator[Connection]:
 
 
 def test_sdk_hello_world_in_an_image(conn: Connection) -> None:
-    task = docker_task(conn, "echo Hello World from $INSTANCE_ID in $(cat /etc/passwd | wc -l)", 2)
+    task = docker_task(
+        conn, sh("echo Hello World from $INSTANCE_ID in $(cat /etc/passwd | wc -l)"), 2
+    )
     task.constants["DOCKER_REPO"] = IMAGE
     task.constants["DOCKER_TAG"] = "latest"
     task.submit()
@@ -33,7 +35,7 @@ def test_sdk_hello_world_in_an_image(conn: Connection) -> None:
 
 
 def test_sdk_fresh_stdout_and_abort(conn: Connection, engine: docker.DockerClient) -> None:
-    task = docker_task(conn, "echo started; sleep 300")
+    task = docker_task(conn, sh("echo started; sleep 300"))
     task.constants["DOCKER_REPO"] = IMAGE
     task.submit()
     wait_executing(task)
@@ -48,7 +50,7 @@ def test_sdk_resources_in_and_results_out_of_a_container(conn: Connection, tmp_p
     resources = conn.create_bucket(f"in-{uuid.uuid4().hex[:10]}")
     resources.add_string("from a bucket\n", "data/input.txt")
     results = conn.create_bucket(f"out-{uuid.uuid4().hex[:10]}")
-    task = docker_task(conn, 'cp data/input.txt "$TASK_PATH/copy.txt" && pwd > where.txt')
+    task = docker_task(conn, sh('cp data/input.txt "$TASK_PATH/copy.txt" && pwd > where.txt'))
     task.constants["DOCKER_REPO"] = IMAGE
     task.resources = [resources]
     task.results = results

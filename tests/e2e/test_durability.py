@@ -8,7 +8,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import BACKENDS, FINAL, Server, make_server, task_body, wait_final, wait_for
+from tests.conftest import BACKENDS, FINAL, Server, make_server, sh, task_body, wait_final, wait_for
 
 
 def _marked_processes(marker: str) -> list[psutil.Process]:
@@ -42,14 +42,16 @@ def test_sigkill_mid_run_loses_nothing_and_leaves_nothing(
             retried = c.post(
                 "/tasks",
                 json=task_body(
-                    'if [ "$CALOR_ATTEMPT" = 1 ]; then sleep 120; fi; '
-                    f"echo attempt $CALOR_ATTEMPT # {marker}",
+                    sh(
+                        'if [ "$CALOR_ATTEMPT" = 1 ]; then sleep 120; fi; '
+                        f"echo attempt $CALOR_ATTEMPT # {marker}"
+                    ),
                     name="retried",
                     retrySettings={"maxPerInstanceRetries": 1},
                 ),
             ).json()["uuid"]
             doomed = c.post(
-                "/tasks", json=task_body(f"sleep 120 # {marker}", name="no-retry")
+                "/tasks", json=task_body(sh(f"sleep 120 # {marker}"), name="no-retry")
             ).json()["uuid"]
             queued = c.post("/tasks", json=task_body("echo queued", name="queued")).json()["uuid"]
             wait_for(
@@ -90,7 +92,7 @@ def test_sigterm_drains_and_requeues_running_work(tmp_path: Path) -> None:
     try:
         token = server.new_user()
         with _client(server, token) as c:
-            u = c.post("/tasks", json=task_body(f"sleep 120 # {marker}")).json()["uuid"]
+            u = c.post("/tasks", json=task_body(sh(f"sleep 120 # {marker}"))).json()["uuid"]
             wait_for(lambda: c.get(f"/tasks/{u}").json()["state"] == "FullyExecuting")
         # uvicorn re-raises SIGTERM once its graceful shutdown (our drain included) is done
         assert server.stop(signal.SIGTERM, timeout=20) in (0, -signal.SIGTERM)

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, make_server, task_body, wait_final, wait_for
+from tests.conftest import BACKENDS, make_server, sh, task_body, wait_final, wait_for
 
 
 def test_output_beyond_the_limit_is_discarded_with_a_notice(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_output_beyond_the_limit_is_discarded_with_a_notice(tmp_path: Path) -> N
         with httpx.Client(base_url=server.url, headers={"Authorization": token}) as c:
             uuid_ = c.post(
                 "/tasks",
-                json=task_body("yes calor | head -c 1000000; echo done >&2", instanceCount=2),
+                json=task_body(sh("yes calor | head -c 1000000; echo done >&2"), instanceCount=2),
             ).json()["uuid"]
             task = wait_final(c, uuid_)
             # the process ran to its end; only what it wrote past the cap was dropped

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Server, task_body, wait_final, wait_for
+from tests.conftest import Server, sh, task_body, wait_final, wait_for
 from tests.s3.conftest import Account, unique_bucket
 
 
@@ -42,7 +42,7 @@ def test_pool_resources_results_and_resync(api: tuple[httpx.Client, Account]) ->
             "profile": "docker-batch",
             "instanceCount": 1,
             "advancedResourceBuckets": [{"bucketName": source}],
-            "preparationTask": {"commandLine": "echo prep > prep.txt"},
+            "preparationTask": {"commandLine": sh("echo prep > prep.txt")},
         },
     )
     assert r.status_code == 200, r.text
@@ -50,7 +50,7 @@ def test_pool_resources_results_and_resync(api: tuple[httpx.Client, Account]) ->
     assert client.get(f"/pools/{pool}").json()["resourceBuckets"] == [source]
     first = client.post(
         "/tasks",
-        json=on_pool(pool, "cat in.txt; echo; echo out > out.txt", resultBucket=results),
+        json=on_pool(pool, sh("cat in.txt; echo; echo out > out.txt"), resultBucket=results),
     ).json()["uuid"]
     done = wait_final(client, first)
     assert done["state"] == "Success", done

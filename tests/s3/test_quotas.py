@@ -8,7 +8,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import Server, make_server, task_body, wait_final
+from tests.conftest import Server, make_server, sh, task_body, wait_final
 from tests.s3.conftest import s3_client, unique_bucket
 
 
@@ -52,7 +52,7 @@ def test_bucket_and_byte_quotas(limited: Server) -> None:
 
     # a result upload over the quota fails the instance with a message that says so
     answer = api.post(
-        "/tasks", json=task_body("head -c 50 /dev/zero > big.bin", resultBucket=second)
+        "/tasks", json=task_body(sh("head -c 50 /dev/zero > big.bin"), resultBucket=second)
     )
     task = wait_final(api, answer.json()["uuid"])
     assert task["state"] == "Failure"

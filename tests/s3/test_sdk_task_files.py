@@ -8,7 +8,7 @@ import pytest
 from qarnot.connection import Connection
 from qarnot.snapshot import SuccessStatus
 
-from tests.conftest import Server, wait_for
+from tests.conftest import Server, sh, wait_for
 from tests.s3.conftest import unique_bucket
 from tests.sdk.helpers import wait_done
 
@@ -34,7 +34,7 @@ def test_sdk_run_with_resources_and_results(conn: Connection, tmp_path: Path) ->
     results = conn.create_bucket(unique_bucket("out"))
 
     task = conn.create_task("sdk-files", "docker-batch", 2)
-    task.constants["DOCKER_CMD"] = (
+    task.constants["DOCKER_CMD"] = sh(
         "sort numbers.txt > sorted-$INSTANCE_ID.txt && cat dir/extra.txt >> sorted-$INSTANCE_ID.txt"
     )
     task.resources = [resources]
@@ -59,7 +59,7 @@ def test_sdk_snapshots_and_update_resources(conn: Connection, tmp_path: Path) ->
     results = conn.create_bucket(unique_bucket("out"))
     task = conn.create_task("sdk-snap", "docker-batch", 1)
     # writes a file, then waits (up to 60 s) for "go", which arrives through update_resources
-    task.constants["DOCKER_CMD"] = (
+    task.constants["DOCKER_CMD"] = sh(
         "echo work > partial.txt; i=0; "
         "while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
         "echo done > final.txt"

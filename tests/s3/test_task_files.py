@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, task_body, wait_final, wait_for
+from tests.conftest import Server, sh, task_body, wait_final, wait_for
 from tests.s3.conftest import Account, S3Client, unique_bucket
 
 
@@ -60,7 +60,7 @@ def test_resources_are_copied_in_with_prefix_filtering_and_stripping(
     virtual = _bucket(acc.s3, {"in/x/c.txt": b"C", "in/d.txt": b"D", "other/e.txt": b"E"})
     uuid = _submit(
         api,
-        "find . -type f | sort; cat a.txt dir/b.txt x/c.txt d.txt",
+        sh("find . -type f | sort; cat a.txt dir/b.txt x/c.txt d.txt"),
         resourceBuckets=[whole],
         advancedResourceBuckets=[
             {
@@ -110,8 +110,10 @@ def test_results_are_uploaded_filtered_and_counted(api: httpx.Client, acc: Accou
     out = unique_bucket("out")  # created by calor on the first upload
     uuid = _submit(
         api,
-        "mkdir -p sub && echo r$INSTANCE_ID > sub/r$INSTANCE_ID.txt && echo log > x.log "
-        "&& echo new > touched.txt && echo skip > skip.tmp",
+        sh(
+            "mkdir -p sub && echo r$INSTANCE_ID > sub/r$INSTANCE_ID.txt && echo log > x.log "
+            "&& echo new > touched.txt && echo skip > skip.tmp"
+        ),
         instanceCount=2,
         resourceBuckets=[inputs],
         resultBucket=out,
@@ -140,7 +142,7 @@ def test_results_on_cancellation_only_when_asked(api: httpx.Client, acc: Account
         outs[flag] = unique_bucket("out")
         uuid = _submit(
             api,
-            "echo partial > part.txt; echo ready; sleep 60",
+            sh("echo partial > part.txt; echo ready; sleep 60"),
             resultBucket=outs[flag],
             uploadResultsOnCancellation=flag,
         )
@@ -159,7 +161,9 @@ def test_results_on_cancellation_only_when_asked(api: httpx.Client, acc: Account
 
 def test_patch_makes_running_instances_fetch_new_resources(api: httpx.Client, acc: Account) -> None:
     inputs = _bucket(acc.s3, {"first.txt": b"1"})
-    uuid = _submit(api, f"{_until('late.txt')}; cat first.txt late.txt", resourceBuckets=[inputs])
+    uuid = _submit(
+        api, sh(f"{_until('late.txt')}; cat first.txt late.txt"), resourceBuckets=[inputs]
+    )
     _wait_executing(api, uuid)
     acc.s3.put_object(Bucket=inputs, Key="late.txt", Body=b"2")
     assert api.patch(f"/tasks/{uuid}").status_code == 200
@@ -173,7 +177,7 @@ def test_instant_snapshot_uploads_while_running(api: httpx.Client, acc: Account)
     out = unique_bucket("out")
     uuid = _submit(
         api,
-        f"echo early > early.txt; echo no > early.skip; {_until('go')}; echo late > late.txt",
+        sh(f"echo early > early.txt; echo no > early.skip; {_until('go')}; echo late > late.txt"),
         resourceBuckets=[inputs],
         resultBucket=out,
         snapshotBlacklist=r"\.skip$",
@@ -220,7 +224,7 @@ def test_periodic_snapshots_and_snapshot_errors(api: httpx.Client, acc: Account)
     out = unique_bucket("out")
     uuid = _submit(
         api,
-        f"echo tick > tick.txt; {_until('go')}",
+        sh(f"echo tick > tick.txt; {_until('go')}"),
         resourceBuckets=[inputs],
         resultBucket=out,
     )
@@ -248,7 +252,7 @@ def test_periodic_snapshots_and_snapshot_errors(api: httpx.Client, acc: Account)
     answer = api.post(f"/tasks/{uuid}/snapshot", json={})
     assert answer.status_code == 403 and "not running" in answer.json()["message"]
     # a task without a result bucket needs one in the request
-    plain = _submit(api, f"{_until('never')}")
+    plain = _submit(api, sh(_until("never")))
     _wait_executing(api, plain)
     answer = api.post(f"/tasks/{plain}/snapshot", json={})
     assert answer.status_code == 400 and "bucket" in answer.json()["message"]

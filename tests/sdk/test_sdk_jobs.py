@@ -11,7 +11,7 @@ from qarnot.dependency import (
 )
 from qarnot.exceptions import MissingJobException, MissingTaskException, UnauthorizedException
 
-from tests.conftest import wait_for
+from tests.conftest import sh, wait_for
 from tests.sdk.helpers import (
     fresh_state,
     processes_with,
@@ -29,7 +29,7 @@ def test_job_with_dependencies(conn: Connection) -> None:
     job.submit()
     assert job.uuid and job.state == "Active" and job.use_dependencies is True
     first = conn.create_task(unique(), "docker-batch", 1, job=job)
-    first.constants["DOCKER_CMD"] = "sleep 0.3; echo first"
+    first.constants["DOCKER_CMD"] = sh("sleep 0.3; echo first")
     first.submit()
     second = conn.create_task(unique(), "docker-batch", 1, job=job)
     second.constants["DOCKER_CMD"] = "echo second"

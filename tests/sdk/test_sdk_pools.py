@@ -15,7 +15,7 @@ from qarnot.exceptions import (
 )
 from qarnot.pool import Pool
 
-from tests.conftest import wait_for
+from tests.conftest import sh, wait_for
 from tests.sdk.helpers import (
     HEADER,
     processes_with,
@@ -74,7 +74,7 @@ def test_pool_with_a_preparation_task_runs_tasks_in_its_slots(
 ) -> None:
     tag, shortname = unique("pool-tag"), unique("pool-short")
     pool = conn.create_pool(unique("pool"), "docker-batch", 2, shortname=shortname)
-    pool.preparation_command_line = (
+    pool.preparation_command_line = sh(
         'echo "prepared by slot $INSTANCE_ID" > prepared.txt; echo "slot $INSTANCE_ID ready"'
     )
     pool.constants["GREETING"] = "hello from the pool"
@@ -87,14 +87,14 @@ def test_pool_with_a_preparation_task_runs_tasks_in_its_slots(
     wait_pool(pool, {"FullyExecuting"})
     assert pool.instancecount == 2 and pool.total_slot_capacity == 2
     assert pool.is_elastic is False
-    assert pool.preparation_command_line.startswith('echo "prepared by slot')
+    assert pool.preparation_command_line.startswith("sh -c 'echo \"prepared by slot")
     assert pool.constants["GREETING"] == "hello from the pool"
     assert pool.errors == []
 
     # a task on the pool: 3 instances on 2 slots, in the slots' working directories, with the
     # pool's constants (the task's own override them)
     task = conn.create_task(unique(), pool, 3)
-    task.constants["DOCKER_CMD"] = 'cat prepared.txt; echo "$GREETING, $WHO $INSTANCE_ID"'
+    task.constants["DOCKER_CMD"] = sh('cat prepared.txt; echo "$GREETING, $WHO $INSTANCE_ID"')
     task.constants["WHO"] = "task"
     task.submit()
     assert wait_done(task) == "Success"
@@ -166,7 +166,7 @@ def test_elastic_pool_grows_with_its_queue_and_shrinks_back(
     assert slots(pool) == (0, 0)
 
     task = conn.create_task(unique(), pool, 2)
-    task.constants["DOCKER_CMD"] = GATE + 'echo "done $INSTANCE_ID"'
+    task.constants["DOCKER_CMD"] = sh(GATE + 'echo "done $INSTANCE_ID"')
     task.submit()
     # the queue makes the pool grow to its maximum; both instances run and wait at the gate
     wait_for(lambda: slots(pool) == (2, 2), timeout=20, message="the pool to grow to 2 slots")
@@ -184,7 +184,7 @@ def test_elastic_pool_grows_with_its_queue_and_shrinks_back(
     assert fresh_pool_state(pool) == "FullyExecuting"
     # and grows again for the next task
     again = conn.create_task(unique(), pool, 1)
-    again.constants["DOCKER_CMD"] = 'echo "again $INSTANCE_ID"'
+    again.constants["DOCKER_CMD"] = sh('echo "again $INSTANCE_ID"')
     again.submit()
     assert wait_done(again) == "Success"
     assert "0> again 0\n" in again.stdout()

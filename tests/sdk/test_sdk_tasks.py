@@ -11,7 +11,7 @@ from qarnot.connection import Connection
 from qarnot.exceptions import MissingTaskException, MissingTaskInstanceException
 from qarnot.retry_settings import RetrySettings
 
-from tests.conftest import wait_for
+from tests.conftest import sh, wait_for
 from tests.sdk.helpers import (
     HEADER,
     RUNNING,
@@ -27,7 +27,7 @@ from tests.sdk.helpers import (
 
 def test_submit_with_constants_and_tags_then_read_it_back(conn: Connection) -> None:
     shortname = unique("short")
-    command = 'echo "const=$MY_CONST"; echo "id=$INSTANCE_ID"'
+    command = sh('echo "const=$MY_CONST"; echo "id=$INSTANCE_ID"')
     task = docker_task(conn, command, tags=["alpha", "beta"], shortname=shortname)
     task.constants["MY_CONST"] = "hello world"
     assert task.state == "UnSubmitted" and task.uuid is None
@@ -78,7 +78,7 @@ def test_fresh_stdout_and_per_instance_output(conn: Connection) -> None:
         "while [ ! -f go ]; do sleep 0.02; done; "
         'echo "two $INSTANCE_ID"'
     )
-    task = docker_task(conn, command, instances=2)
+    task = docker_task(conn, sh(command), instances=2)
     task.submit()
     full = wait_for(
         lambda: (out := task.stdout()).count("path=") == 2 and out,
@@ -119,7 +119,7 @@ def test_fresh_stdout_and_per_instance_output(conn: Connection) -> None:
 
 
 def test_stderr(conn: Connection) -> None:
-    task = docker_task(conn, "echo out; echo err1 >&2; echo err2 >&2")
+    task = docker_task(conn, sh("echo out; echo err1 >&2; echo err2 >&2"))
     task.submit()
     assert wait_done(task) == "Success"
     assert task.stderr() == "0> err1\n0> err2\n"
@@ -188,7 +188,7 @@ def test_delete_a_finished_and_a_running_task(conn: Connection) -> None:
 
 
 def test_retry_settings_rerun_a_failed_instance(conn: Connection) -> None:
-    task = docker_task(conn, 'echo "attempt $CALOR_ATTEMPT"; [ "$CALOR_ATTEMPT" = 2 ]')
+    task = docker_task(conn, sh('echo "attempt $CALOR_ATTEMPT"; [ "$CALOR_ATTEMPT" = 2 ]'))
     task.retry_settings = RetrySettings(maxPerInstanceRetries=1)
     task.submit()
     assert wait_done(task) == "Success", task.errors
@@ -200,7 +200,7 @@ def test_retry_settings_rerun_a_failed_instance(conn: Connection) -> None:
     assert "attempt 1\n" in out and "attempt 2\n" in out
 
     # the same command without retry settings fails on its first attempt
-    once = docker_task(conn, 'echo "attempt $CALOR_ATTEMPT"; [ "$CALOR_ATTEMPT" = 2 ]')
+    once = docker_task(conn, sh('echo "attempt $CALOR_ATTEMPT"; [ "$CALOR_ATTEMPT" = 2 ]'))
     once.submit()
     assert wait_done(once) == "Failure"
     assert once.completed_instances[0].execution_attempt_count == 1
@@ -209,7 +209,7 @@ def test_retry_settings_rerun_a_failed_instance(conn: Connection) -> None:
 
 def test_failing_instance_reports_completed_instances_and_errors(conn: Connection) -> None:
     command = 'if [ "$INSTANCE_ID" = 1 ]; then echo "about to fail" >&2; exit 3; fi; echo fine'
-    task = docker_task(conn, command, instances=2)
+    task = docker_task(conn, sh(command), instances=2)
     task.submit()
     assert wait_done(task) == "Failure"
     states = {i.instance_id: i.state for i in task.completed_instances}
@@ -224,7 +224,7 @@ def test_failing_instance_reports_completed_instances_and_errors(conn: Connectio
 
 
 def test_advanced_ranges_are_the_instance_ids(conn: Connection) -> None:
-    task = docker_task(conn, 'echo "id=$INSTANCE_ID count=$INSTANCE_COUNT"', instances="0-2,5")
+    task = docker_task(conn, sh('echo "id=$INSTANCE_ID count=$INSTANCE_COUNT"'), instances="0-2,5")
     assert task.instancecount == 0 and task.advanced_range == "0-2,5"
     task.submit()
     assert wait_done(task) == "Success"

@@ -11,7 +11,7 @@ import httpx
 from botocore.config import Config
 from playwright.sync_api import expect
 
-from tests.conftest import FINAL, Server, task_body, wait_for
+from tests.conftest import FINAL, Server, sh, task_body, wait_for
 from tests.web.conftest import sign_in
 
 PROGRESS = {"key": "DOCKER_PROGRESS1", "value": r"progress (\d+)%"}
@@ -75,7 +75,7 @@ def test_running_task_updates_then_logs_and_abort(
         "echo progress 10%; echo hello from $INSTANCE_ID; sleep 1.5; "
         "echo progress 60%; echo warn $INSTANCE_ID >&2; sleep 300"
     )
-    body = task_body(command, name="live-task", instanceCount=2, tags=["live"])
+    body = task_body(sh(command), name="live-task", instanceCount=2, tags=["live"])
     body["constants"].append(PROGRESS)
     task = submit(api, body)
 
@@ -131,7 +131,7 @@ def test_filters_sort_and_pages(
     bodies = [task_body("true", name=f"alpha-{i:02d}", tags=["red"]) for i in range(8)]
     bodies += [task_body("true", name=f"beta-{i}", tags=["red", "blue"]) for i in range(2)]
     bodies += [task_body("true", name="gamma", tags=["blue"])]
-    bodies += [task_body("exit 3", name="alpha-bad")]
+    bodies += [task_body(sh("exit 3"), name="alpha-bad")]
     made = api.post("/tasks", json=bodies).json()
     wait_ended(api, [m["uuid"] for m in made])
 
@@ -196,7 +196,7 @@ def test_task_page_clone_and_delete(
     page: Any, web_server: Server, user: str, api: httpx.Client
 ) -> None:
     command = "echo out $INSTANCE_ID; echo oops $INSTANCE_ID >&2; exit $INSTANCE_ID"
-    task = submit(api, task_body(command, name="mixed", instanceCount=2, tags=["t1"]))
+    task = submit(api, task_body(sh(command), name="mixed", instanceCount=2, tags=["t1"]))
     wait_ended(api, [task])
 
     sign_in(page, web_server, user, f"#/tasks/{task}")

@@ -12,9 +12,10 @@ from typing import Any
 
 from calor.api.requests import JobBody, PoolBody, TaskBody
 from calor.api.wire import fmt_date, fmt_timespan, parse_timespan
+from calor.domain.command import check_command
 from calor.domain.dependencies import parse_dependencies, to_wire
 from calor.domain.errors import BadRequest
-from calor.domain.hardware import requirements
+from calor.domain.hardware import requirements, whole_cores
 from calor.domain.job import JobRecord, JobSpec
 from calor.domain.pool import PoolRecord, PoolSpec, elastic_policy, parse_policies
 from calor.domain.profiles import PROFILES
@@ -60,6 +61,7 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         per_instance = body.max_retries_per_instance
     total = retry.max_total_retries if retry else None
     constants = [(c.key, c.value or "") for c in body.constants or []]
+    _check_commands(constants)
     document: dict[str, Any] = {
         "constants": [{"key": k, "value": v} for k, v in constants],
         "constraints": [{"key": c.key, "value": c.value or ""} for c in body.constraints or []],
@@ -109,6 +111,13 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         max_queue_sec=body.max_time_queue_seconds or None,
         completion_ttl_sec=ttl if body.auto_delete_on_completion else None,
     )
+
+
+def _check_commands(constants: Iterable[tuple[str, str]]) -> None:
+    """A DOCKER_CMD that cannot be split into words is a 400 now, not a failed instance."""
+    for key, value in constants:
+        if key == "DOCKER_CMD":
+            check_command(value)
 
 
 def _timespan(name: str, text: str | None) -> float | None:
@@ -181,7 +190,7 @@ def _error(inst: InstanceRecord) -> dict[str, str]:
     }
 
 
-def _completed(inst: InstanceRecord, cores: int, host: HostFacts) -> dict[str, Any]:
+def _completed(inst: InstanceRecord, cores: float, host: HostFacts) -> dict[str, Any]:
     return {
         "instanceId": inst.instance_id,
         "state": inst.state.value,
@@ -191,7 +200,7 @@ def _completed(inst: InstanceRecord, cores: int, host: HostFacts) -> dict[str, A
         "peakMemoryMB": inst.peak_memory_mb,
         "averageGHz": host.ghz,
         "cpuModel": host.cpu_model,
-        "coreCount": cores,
+        "coreCount": whole_cores(cores),
         "clockRatio": 1.0,
         "executionAttemptCount": inst.attempts,
         "error": _error(inst) if inst.error and inst.state is not InstanceState.SUCCESS else None,
@@ -235,7 +244,7 @@ def _status(
         {
             "phase": _PHASES.get(i.state, "environment"),
             "instanceId": i.instance_id,
-            "coreCount": t.cores,
+            "coreCount": whole_cores(t.cores),
             "maxFrequencyGHz": host.ghz,
             "currentFrequencyGHz": host.ghz,
             "cpuUsage": 0.0,
@@ -278,14 +287,14 @@ def _status(
         "failedRange": format_ranges(failed),
         "startedOnceRange": format_ranges(started),
         "executionTimeByCpuModel": [
-            {"model": host.cpu_model, "time": round(exec_sec, 3), "core": t.cores}
+            {"model": host.cpu_model, "time": round(exec_sec, 3), "core": whole_cores(t.cores)}
         ],
         "executionTimeGhzByCpuModel": [
             {
                 "model": host.cpu_model,
                 "timeGhz": round(exec_sec * host.ghz, 3),
                 "clockRatio": 1.0,
-                "core": t.cores,
+                "core": whole_cores(t.cores),
             }
         ],
         "runningInstancesInfo": {
@@ -305,8 +314,8 @@ def _status(
             "runningCoreCountByCpuModel": [
                 {
                     "model": host.cpu_model,
-                    "core": len(running) * t.cores,
-                    "runningCoreCount": len(running) * t.cores,
+                    "core": whole_cores(len(running) * t.cores),
+                    "runningCoreCount": whole_cores(len(running) * t.cores),
                 }
             ],
             "perRunningInstanceInfo": per_running,
@@ -463,6 +472,9 @@ def pool_spec(body: PoolBody, max_slots: int) -> PoolSpec:
     preparation = (body.preparation_task or {}).get("commandLine")
     if preparation is not None and not isinstance(preparation, str):
         raise BadRequest("preparationTask.commandLine must be a string")
+    if preparation:
+        check_command(preparation, "preparationTask.commandLine")
+    _check_commands((c.key, c.value or "") for c in body.constants or [])
     period = elastic_raw.get("resizePeriod") if isinstance(elastic_raw, dict) else None
     retry = body.default_retry_settings
     document: dict[str, Any] = {
@@ -504,8 +516,8 @@ def pool_spec(body: PoolBody, max_slots: int) -> PoolSpec:
         shortname=body.shortname,
         profile=profile,
         tags=tuple(dict.fromkeys(body.tags or [])),
-        # several slots per node share its cores
-        cores=max(1, node_cores // per_node),
+        # the slots of a node share its cores (3 slots of a 1-core node: a third each)
+        cores=node_cores / per_node,
         slots=count * per_node,
         policies=policies,
         elastic=bool(policies) or elastic is not None,
@@ -551,12 +563,16 @@ def pool_full(p: PoolRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     else:
         exec_sec = wall_sec = 0.0
     out["runningInstanceCount"] = len(running)
-    out["runningCoreCount"] = len(running) * p.cores
+    out["runningCoreCount"] = whole_cores(len(running) * p.cores)
     out["executionTime"] = fmt_timespan(exec_sec)
     out["wallTime"] = fmt_timespan(wall_sec)
     out["status"] = _status(slots, now, host, exec_sec, wall_sec) if slots else None
     failed = [i for i in slots.instances if i.state is InstanceState.FAILURE] if slots else []
-    out["errors"] = [*(slots.errors if slots else []), *[_error(i) for i in failed if i.error]]
+    out["errors"] = [
+        *(slots.errors if slots else []),
+        *[_error(i) for i in failed if i.error],
+        *[{"code": "CALOR-POOL-WAITING", "message": note, "debug": ""} for note in p.notes],
+    ]
     names = [b.get("bucketName") for b in p.document.get("advancedResourceBuckets") or []]
     out["resourceBuckets"] = [*(p.document.get("resourceBuckets") or []), *filter(None, names)]
     out["totalSlotCapacity"] = len(live)

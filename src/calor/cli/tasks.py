@@ -137,7 +137,15 @@ def outcome(tasks: dict[str, Any], as_json: bool) -> None:
 @handles_errors
 def create(
     name: Annotated[str, typer.Argument(help="display name")],
-    command: Annotated[str | None, typer.Option("--command", "-c", help="DOCKER_CMD")] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(
+            "--command",
+            "-c",
+            help="DOCKER_CMD: the command's words, ${NAME} replaced; no shell is added "
+            "(write sh -c '...' for pipes, ; or $VAR)",
+        ),
+    ] = None,
     profile: Annotated[str, typer.Option(help="profile")] = "docker-batch",
     image: Annotated[str | None, typer.Option(help="Docker image repo[:tag]")] = None,
     instances: Annotated[int | None, typer.Option("--instances", "-n")] = None,

@@ -1,5 +1,6 @@
 """What a task's hardware constraints (contract §7.1) ask of the machine running an instance."""
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,16 @@ class Requirements:
     cores: int = 1
     # the memory an instance may use, in MB (None: no limit asked)
     memory_limit_mb: int | None = None
+
+
+# cores are held in shares (a pool node's slots split its cores); a sum of shares is compared
+# with this much slack, so that three thirds fill one core
+CORE_EPSILON = 1e-6
+
+
+def whole_cores(cores: float) -> int:
+    """Cores as the wire counts them (whole numbers): the cores a share touches."""
+    return math.ceil(cores - CORE_EPSILON) if cores > 0 else 0
 
 
 def _number(hc: dict[str, Any], key: str, kind: str, minimum: float) -> float:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from calor.domain.errors import BadRequest
+from calor.domain.hardware import CORE_EPSILON
 from calor.domain.states import ACTIVE_INSTANCE_STATES, PENDING_INSTANCE_STATES, InstanceState
 from calor.domain.task import TaskRecord
 
@@ -86,7 +87,7 @@ class PoolSpec:
     shortname: str | None
     profile: str
     tags: tuple[str, ...]
-    cores: int
+    cores: float  # per slot: the node's cores shared by its slotsPerNode slots
     slots: int  # instanceCount: the fixed size, or the initial one of an elastic pool
     policies: tuple[Policy, ...]
     elastic: bool
@@ -318,7 +319,7 @@ class PoolRecord:
     previous_state_transition_time: datetime
     last_modified: datetime
     end_date: datetime | None
-    cores: int
+    cores: float
     elastic: bool
     closing: bool
     active_policy: str | None
@@ -329,3 +330,56 @@ class PoolRecord:
     # instances of the pool's tasks queued or running on it
     task_instances: int = 0
     busy_slots: int = 0
+    # what the pool cannot get now, said in its errors (never a silent wait)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The executor's cores: all of them, and those free now."""
+
+    total: int
+    free: float
+
+
+def _cores_text(cores: float) -> str:
+    return f"{cores:.2f}".rstrip("0").rstrip(".")
+
+
+def check_fits(spec: PoolSpec, total_cores: int) -> None:
+    """Refuse the pool whose slots could never all hold their cores at once on this
+    executor: it would wait forever short of FullyExecuting. An elastic pool grows as far as
+    cores allow, so only its minimum must fit."""
+    floor = min((p.min_slots for p in spec.policies), default=0) if spec.elastic else spec.slots
+    need = floor * spec.cores
+    if need <= total_cores + CORE_EPSILON:
+        return
+    per_node = int(spec.document.get("multiSlotsSettings", {}).get("slotsPerNode") or 1)
+    node_cores = spec.cores * per_node
+    nodes = int((total_cores + CORE_EPSILON) // node_cores) if node_cores else 0
+    raise BadRequest(
+        f"this pool needs {_cores_text(need)} cores at once ({floor} slots of "
+        f"{_cores_text(spec.cores)} core) and this server has {total_cores}: ask for at most "
+        f"{nodes} nodes of {_cores_text(node_cores)} cores, or split a node into more slots "
+        f"with multiSlotsSettings.slotsPerNode (its slots share its cores)"
+    )
+
+
+def waiting_note(pool: PoolRecord, capacity: Capacity) -> str | None:
+    """Why some of the pool's slots have not started, if they have not."""
+    if pool.closing or pool.slots is None:
+        return None
+    waiting = sum(1 for i in pool.slots.instances if i.state is InstanceState.QUEUED)
+    if not waiting:
+        return None
+    live = sum(
+        1
+        for i in pool.slots.instances
+        if i.state in ACTIVE_INSTANCE_STATES or i.state in PENDING_INSTANCE_STATES
+    )
+    return (
+        f"{waiting} of the pool's {live} slots wait for free cores: each needs "
+        f"{_cores_text(pool.cores)}, and {_cores_text(max(capacity.free, 0.0))} of this "
+        f"server's {capacity.total} cores are free now (other tasks and pools hold the rest); "
+        f"they start as cores free up"
+    )

@@ -20,7 +20,7 @@ class InstanceJob:
     attempt: int
     profile: str
     constants: dict[str, str]
-    cores: int
+    cores: float  # a share below 1 for a slot of a pool node split into slots
     network: bool = False
     memory_limit_mb: int | None = None
     user_id: int = 0
@@ -113,7 +113,7 @@ class Leftover:
     pid: int | None
     proc_start: float | None
     attempts: int = 0
-    cores: int = 1
+    cores: float = 1
     # a pool slot: its preparation ended long ago, it was only holding; it starts again
     hold: bool = False
 
@@ -124,7 +124,7 @@ class Executor(Protocol):
     @property
     def total_cores(self) -> int: ...
 
-    def free_cores(self) -> int: ...
+    def free_cores(self) -> float: ...
 
     def start(self, job: InstanceJob) -> None: ...
 

@@ -25,7 +25,12 @@ class Profile:
 _DOCKER_CONSTANTS = (
     ProfileConstant("DOCKER_REPO", "library/ubuntu", "image repository"),
     ProfileConstant("DOCKER_TAG", "latest", "image tag"),
-    ProfileConstant("DOCKER_CMD", "", 'command run in the image (sh -c "..." expands variables)'),
+    ProfileConstant(
+        "DOCKER_CMD",
+        "",
+        "command run in the image, split into words; ${NAME} is replaced by the instance's "
+        'variables and constants; no shell is added (write sh -c "..." for one)',
+    ),
     ProfileConstant("DOCKER_WORKDIR", "", "working directory inside the container"),
     ProfileConstant("DOCKER_USER", "", "user the command runs as"),
     ProfileConstant("DOCKER_HOST", "", "hostname inside the container"),

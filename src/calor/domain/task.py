@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from calor.domain.dependencies import Dependency, DependencyState
+from calor.domain.hardware import whole_cores
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_INSTANCE_STATES,
@@ -24,7 +25,8 @@ class TaskSpec:
     advanced_ranges: str | None
     constants: tuple[tuple[str, str], ...]
     tags: tuple[str, ...]
-    cores: int
+    # per instance; a share below 1 for the slots of a pool node split by slotsPerNode
+    cores: float
     max_per_instance_retries: int | None
     max_total_retries: int | None
     pool_uuid: str | None = None
@@ -79,7 +81,7 @@ class TaskRecord:
     end_date: datetime | None
     instance_count: int
     advanced_ranges: str | None
-    cores: int
+    cores: float
     progress: float
     running_instance_count: int
     running_core_count: int
@@ -111,7 +113,7 @@ class Derived:
 
 
 def derive(
-    instances: list[InstanceRecord], cores: int, cancel_requested: bool, now: datetime
+    instances: list[InstanceRecord], cores: float, cancel_requested: bool, now: datetime
 ) -> Derived:
     counts: dict[InstanceState, int] = {}
     progress_sum = 0.0
@@ -139,7 +141,7 @@ def derive(
         state=state,
         progress=round(progress_sum / len(instances), 2) if instances else 100.0,
         running_instance_count=running,
-        running_core_count=running * cores,
+        running_core_count=whole_cores(running * cores),
         execution_time_sec=execution,
         wall_time_sec=wall,
         first_start=first_start,

@@ -43,7 +43,7 @@ def _utcnow() -> datetime:
 class _InFlight:
     row_id: int
     key: str
-    cores: int
+    cores: float
     started: bool = False
     submitted_at: float = field(default_factory=time.monotonic)
     orders: Orders = field(default_factory=Orders)
@@ -109,7 +109,7 @@ class DaskExecutor:
     def total_cores(self) -> int:
         return max(1, int(sum(w.get("CPU", 0) for w in self._capacity)))
 
-    def free_cores(self) -> int:
+    def free_cores(self) -> float:
         with self._lock:
             used = sum(f.cores for f in self._flight.values())
         return self.total_cores * QUEUE_AHEAD - used

@@ -24,7 +24,7 @@ class LocalExecutor:
         self.emit = emit
         self.on_free = on_free
         self._total = cores or os.cpu_count() or 1
-        self._used = 0
+        self._used = 0.0
         self._lock = threading.Lock()
         self._threads: dict[int, threading.Thread] = {}
         self._procs: dict[int, Handle] = {}
@@ -34,7 +34,7 @@ class LocalExecutor:
     def total_cores(self) -> int:
         return self._total
 
-    def free_cores(self) -> int:
+    def free_cores(self) -> float:
         with self._lock:
             return self._total - self._used
 
@@ -70,7 +70,7 @@ class LocalExecutor:
         self.on_free()
 
     @staticmethod
-    def _cores(job: InstanceJob) -> int:
+    def _cores(job: InstanceJob) -> float:
         """An instance on a pool runs on cores its slot already holds."""
         return 0 if job.slot is not None else job.cores
 

@@ -306,14 +306,13 @@ class DockerRuntime:
     def _create(self, launch: Launch, image: str, cgroup: "_CgroupUsage | None") -> Container:
         job = launch.job
         constants = job.constants
-        command = constants.get("DOCKER_CMD", "").strip()
         user = constants.get("DOCKER_USER", "").strip()
         if user:  # another user than the engine's must be able to write its TASK_PATH
             launch.workdir.chmod(0o777)
         kwargs: dict[str, Any] = {
             "image": image,
             # empty DOCKER_CMD: the image's ENTRYPOINT and CMD run, as on the hosted service
-            "command": ["/bin/sh", "-c", command] if command else None,
+            "command": launch.argv or None,
             "environment": launch.env,
             "working_dir": constants.get("DOCKER_WORKDIR", "").strip() or TASK_PATH,
             "volumes": {str(launch.workdir): {"bind": TASK_PATH, "mode": "rw"}},
@@ -325,7 +324,8 @@ class DockerRuntime:
                 LABEL_ATTEMPT: str(job.attempt),
                 LABEL_USER: str(job.user_id),
             },
-            "nano_cpus": min(job.cores, self.cpus) * 1_000_000_000,
+            # a pool slot's share of its node is a real CPU quota
+            "nano_cpus": int(min(job.cores, self.cpus) * 1_000_000_000),
             "detach": True,
         }
         if user:
@@ -373,6 +373,11 @@ class DockerRuntime:
         try:
             container.start()
         except EngineError as exc:  # e.g. the command's program is not in the image
+            if launch.argv and "executable file not found" in _explain(exc):
+                # what a shell would have said: no shell runs the command (domain/command.py)
+                return RunResult(
+                    127, 0.0, 0, f"exited with code 127: command not found: {launch.argv[0]}"
+                )
             return _failed(f"the container could not start: {_explain(exc)}")
         handle = ContainerHandle(container)
         launch.on_start(handle, 0, 0.0)  # found by label at recovery, not by pid

@@ -1,5 +1,6 @@
-"""The host runtime: DOCKER_CMD runs with ``sh -c`` on this machine, in a bubblewrap sandbox
-when ``bwrap`` is installed. The image is not used, and the task's output says so.
+"""The host runtime: DOCKER_CMD's words run as a process on this machine (no shell is added,
+as in a container), in a bubblewrap sandbox when ``bwrap`` is installed. The image is not
+used, and the task's output says so.
 """
 
 import contextlib
@@ -90,9 +91,9 @@ class HostRuntime:
         # without a sandbox, scratch space sits beside TASK_PATH so it is never a result
         return Path("/tmp") if self.bwrap else workdir.parent / "tmp"
 
-    def argv(self, command: str, workdir: Path, network: bool) -> list[str]:
+    def argv(self, command: list[str], workdir: Path, network: bool) -> list[str]:
         if not self.bwrap:
-            return ["/bin/sh", "-c", command]
+            return list(command)
         argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         if not network:
             argv.append("--unshare-net")
@@ -103,10 +104,10 @@ class HostRuntime:
             if hidden.exists():
                 argv += ["--tmpfs", str(hidden)]
         argv += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
-        return [*argv, "--", "/bin/sh", "-c", command]
+        return [*argv, "--", *command]
 
     def start(
-        self, command: str, workdir: Path, env: dict[str, str], network: bool
+        self, command: list[str], workdir: Path, env: dict[str, str], network: bool
     ) -> RunningProcess:
         popen = subprocess.Popen(
             self.argv(command, workdir, network),
@@ -129,15 +130,15 @@ class HostRuntime:
     def banner(self, job: InstanceJob) -> str | None:
         image = f"{job.constants.get('DOCKER_REPO', '')}:{job.constants.get('DOCKER_TAG', '')}"
         return (
-            f"[calor] host runtime: image {image} was not used; DOCKER_CMD runs with "
-            f"sh -c {self.description}\n"
+            f"[calor] host runtime: image {image} was not used; DOCKER_CMD runs on this "
+            f"machine {self.description}\n"
         )
 
     def reap_leftovers(self) -> int:
         return 0  # host processes are found by pid from the store (engine.recover)
 
     def run(self, launch: Launch) -> RunResult:
-        command = launch.job.constants.get("DOCKER_CMD", "").strip()
+        command = launch.argv
         if not command:
             return RunResult(
                 None,
@@ -147,8 +148,17 @@ class HostRuntime:
                 "set DOCKER_CMD to the command to run",
             )
         Path(self.tmp_path(launch.workdir)).mkdir(parents=True, exist_ok=True)
+        # found before the start: bubblewrap reports a missing program as its own exit 1
+        if _program(command[0], launch.env.get("PATH", ""), launch.workdir) is None:
+            return RunResult(127, 0.0, 0, f"exited with code 127: command not found: {command[0]}")
         try:
             proc = self.start(command, launch.workdir, launch.env, launch.job.network)
+        except FileNotFoundError:
+            return RunResult(127, 0.0, 0, f"exited with code 127: command not found: {command[0]}")
+        except PermissionError:
+            return RunResult(
+                126, 0.0, 0, f"exited with code 126: command not executable: {command[0]}"
+            )
         except OSError as exc:
             return RunResult(
                 None, 0.0, 0, f"runtime missing: cannot start the host runtime ({exc})"
@@ -180,6 +190,14 @@ class HostRuntime:
             peak_memory_mb=int(usage.ru_maxrss / 1024),
             error=describe_exit(code),
         )
+
+
+def _program(name: str, path: str, workdir: Path) -> str | None:
+    """Where the instance's argv[0] is, as exec would look for it (None: nowhere)."""
+    if "/" in name:
+        found = workdir / name  # an absolute name stays absolute
+        return str(found) if os.access(found, os.X_OK) and found.is_file() else None
+    return shutil.which(name, path=path)
 
 
 def _pump(stream: IO[bytes], emit: TextSink) -> None:

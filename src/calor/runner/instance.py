@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from calor.domain.command import CommandError, split_command
 from calor.domain.ports import (
     EventSink,
     Finished,
@@ -38,12 +39,12 @@ def utcnow() -> datetime:
 def instance_environment(
     job: InstanceJob, task_path: str, tmp_path: str, base: dict[str, str]
 ) -> dict[str, str]:
-    """Contract §4.5: the runtime's base, every constant, then the instance variables (which
-    win)."""
+    """Contract §4.5: the runtime's base, the instance variables, then every constant.
+
+    The hosted service's documentation says that every constant of the task ends up as an
+    environment variable, so a constant is never replaced: a constant named like an instance
+    variable (QRANK, INSTANCE_ID, TASK_PATH…) is what the instance sees under that name."""
     env = dict(base)
-    for key, value in job.constants.items():
-        if key and "=" not in key and "\0" not in key and "\0" not in value:
-            env[key] = value
     env.update(
         INSTANCE_ID=str(job.instance_id),
         FRAME_ID=str(job.instance_id),
@@ -51,11 +52,16 @@ def instance_environment(
         QRANK=str(job.instance_id),
         QSIZE=str(job.instance_count),
         TASK_PATH=task_path,
+        QARNOT_RESOURCES_DIRECTORY=task_path,
+        QARNOT_RESULTS_DIRECTORY=task_path,
         TMP_PATH=tmp_path,
         TMP_RAMFS_PATH=tmp_path,
         CALOR_TASK_UUID=job.task_uuid,
         CALOR_ATTEMPT=str(job.attempt),
     )
+    for key, value in job.constants.items():
+        if key and "=" not in key and "\0" not in key and "\0" not in value:
+            env[key] = value
     return env
 
 
@@ -299,13 +305,19 @@ class InstanceRunner:
             on_process(handle)
             emit(Started(job.row_id, utcnow(), pid, proc_start))
 
+        env = instance_environment(
+            job, task_path, tmp_path, self.runtime.base_environment(task_path)
+        )
+        try:
+            argv = split_command(job.constants.get("DOCKER_CMD", ""), env)
+        except CommandError as exc:  # submit checks the text; this is a defence
+            return Finished(job.row_id, utcnow(), None, error=exc.message)
         result = self.runtime.run(
             Launch(
                 job=job,
                 workdir=workdir,
-                env=instance_environment(
-                    job, task_path, tmp_path, self.runtime.base_environment(task_path)
-                ),
+                env=env,
+                argv=argv,
                 stdout=stdout,
                 stderr=budget.sink(lambda d: emit(Output(job.row_id, STDERR, d))),
                 on_start=on_start,

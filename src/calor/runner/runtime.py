@@ -40,6 +40,9 @@ class Launch:
     job: InstanceJob
     workdir: Path  # on this machine
     env: dict[str, str]
+    # DOCKER_CMD as words (domain/command.py), run as they are: no shell is added;
+    # empty: the image's own ENTRYPOINT/CMD
+    argv: list[str]
     stdout: TextSink
     stderr: TextSink
     # called once the attempt runs, with what identifies it for crash recovery

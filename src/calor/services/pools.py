@@ -2,13 +2,20 @@
 resources, close, delete, and the pool's output (its slots' preparation)."""
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from calor.domain.errors import BadRequest, NotFound
 from calor.domain.filters import Filter
-from calor.domain.pool import PoolRecord, PoolSpec, parse_policies
+from calor.domain.pool import (
+    Capacity,
+    PoolRecord,
+    PoolSpec,
+    check_fits,
+    parse_policies,
+    waiting_note,
+)
 from calor.services.tasks import (
     InstanceControl,
     check_resource_buckets,
@@ -41,6 +48,7 @@ class PoolService:
         bucket_exists: Callable[[int, str], bool] = lambda _user, _name: True,
         unsupported: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        capacity: Callable[[], Capacity] | None = None,
     ) -> None:
         self.pools = pools
         self.logs = logs
@@ -50,10 +58,15 @@ class PoolService:
         # why this server cannot run pools (None: it can)
         self.unsupported = unsupported
         self.clock = clock
+        # the executor's cores (all, free now): what a pool can never get is refused at
+        # submit, what it cannot get now is said in its errors
+        self.capacity = capacity
 
     def create(self, user_id: int, spec: PoolSpec) -> str:
         if self.unsupported:
             raise BadRequest(self.unsupported)
+        if self.capacity is not None:
+            check_fits(spec, self.capacity().total)
         check_resource_buckets(self.bucket_exists, user_id, spec.document)
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
@@ -63,7 +76,12 @@ class PoolService:
         return self.pools.counts(user_id)
 
     def get(self, user_id: int, key: str) -> PoolRecord:
-        return self.pools.get(user_id, key)
+        record = self.pools.get(user_id, key)
+        if self.capacity is not None:
+            note = waiting_note(record, self.capacity())
+            if note is not None:
+                record = replace(record, notes=[note])
+        return record
 
     def page(
         self, user_id: int, flt: Filter | None, token: str | None, size: int | None, full: bool

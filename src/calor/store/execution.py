@@ -1,12 +1,13 @@
 """The engine's side of the store: claim queued instances, record what executors report."""
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, true, update
 
-from calor.domain.hardware import requirements
+from calor.domain.hardware import CORE_EPSILON, requirements
 from calor.domain.pool import SlotState
 from calor.domain.ports import (
     Finished,
@@ -81,6 +82,9 @@ _RUNNING_TASKS = (
 # is given ahead (Dask: twice its cores), no more than this many instances per core are ever
 # active, so a limit at least this high can never be reached and costs the claim nothing
 ACTIVE_PER_CORE_BOUND = 4
+# rows read per free core by a claim: enough for the slots of a node split in up to this many
+# (a node split finer fills its cores over several claims, one per wake of the engine)
+SHARE_ROWS = 4
 _QUEUED_ON_POOL = _QUEUED.where(tasks.c.pool_id == bindparam("pool_id")).limit(bindparam("limit"))
 _SLOT_TASK = tasks.alias("slot_task")
 _FREE_USES = [SlotState.IDLE.value, SlotState.SYNCING.value]
@@ -213,7 +217,7 @@ def _pick_slot(slots: list[Any], document: dict[str, Any]) -> Any:
 
 
 def _job(
-    row: Any, cores: int, pool: dict[str, Any] | None = None, slot: tuple[str, int] | None = None
+    row: Any, cores: float, pool: dict[str, Any] | None = None, slot: tuple[str, int] | None = None
 ) -> InstanceJob:
     profile = PROFILES.get(row.profile)
     return InstanceJob(
@@ -243,9 +247,9 @@ class ExecutionStore:
         # prepares slots again), so until then claims need not look for idle slots
         self._slots_ready = False
 
-    def claim(self, free_cores: int, total_cores: int, now: datetime) -> list[InstanceJob]:
+    def claim(self, free_cores: float, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
-        if free_cores <= 0 and not (self._slots_ready and self._slot_wanted()):
+        if free_cores < CORE_EPSILON and not (self._slots_ready and self._slot_wanted()):
             return []
         with self.db.write() as conn:
             jobs: list[InstanceJob] = []
@@ -253,7 +257,7 @@ class ExecutionStore:
             limit = self.max_running_tasks
             if limit is not None and limit >= ACTIVE_PER_CORE_BOUND * max(total_cores, 1):
                 limit = None
-            rows, room = self._queued(conn, max(free_cores, 0), limit)
+            rows, room = self._queued(conn, free_cores, limit)
             for row in rows:
                 # the first instance of a task that has not started starts the task
                 starts = row.user_id in room and row.task_state == TaskState.SUBMITTED.value
@@ -261,7 +265,7 @@ class ExecutionStore:
                 if starts and room[row.user_id] <= 0:
                     continue  # its user runs as many tasks as allowed; others go on
                 cores = min(row.cores, total_cores)
-                if cores > free_cores:
+                if cores > free_cores + CORE_EPSILON:
                     break  # first come, first served: no overtaking by smaller instances
                 free_cores -= cores
                 if starts:
@@ -277,10 +281,15 @@ class ExecutionStore:
         return jobs
 
     @staticmethod
-    def _queued(conn: Any, want: int, limit: int | None) -> tuple[list[Any], dict[int, int]]:
+    def _queued(
+        conn: Any, free_cores: float, limit: int | None
+    ) -> tuple[list[Any], dict[int, int]]:
         """The oldest queued instances not on pools, and how many more tasks each of their
         users may start (with a limit). Users at their limit must not hold the head of the
         queue: a few more reads look past them."""
+        # an instance takes a core or more, except pool slots, which share their node's: a
+        # claim that fills a core with shares reads as many rows as a node has slots
+        want = max(0, math.ceil(free_cores - CORE_EPSILON)) * SHARE_ROWS
         blocked: list[int] = []
         for _ in range(4):
             rows = conn.execute(_QUEUED_FREE, {"limit": want, "blocked": blocked}).all()

@@ -17,6 +17,10 @@ from sqlalchemy import (
     Text,
 )
 
+# cores held, a fraction for the slots of a pool node split into slots: REAL on PostgreSQL;
+# SQLite's INTEGER affinity already keeps a non-integral number as REAL (migration 0013)
+CORES = Integer().with_variant(Float(), "postgresql")
+
 metadata = MetaData()
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for large tables
@@ -59,7 +63,8 @@ tasks = Table(
     Column("end_date", DateTime),
     Column("instance_count", Integer, nullable=False),
     Column("advanced_ranges", Text),
-    Column("cores", Integer, nullable=False),
+    # per instance: a pool slot's share of its node may be a fraction (migration 0013)
+    Column("cores", CORES, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("progress", Float, nullable=False, default=0.0),
     Column("running_instance_count", Integer, nullable=False, default=0),
@@ -200,7 +205,7 @@ pools = Table(
     Column("end_date", DateTime),
     # the hidden task whose instances are the slots
     Column("slots_task_id", Id, nullable=False),
-    Column("cores", Integer, nullable=False),  # per slot
+    Column("cores", CORES, nullable=False),  # per slot: its share of the node's cores
     # sized by a policy (elasticProperty or scaling) rather than instanceCount alone
     Column("elastic", Boolean, nullable=False),
     Column("closing", Boolean, nullable=False),
