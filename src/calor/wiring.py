@@ -25,6 +25,8 @@ from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.platform import HostInfo, Platform
 from calor.services.pools import PoolService
+from calor.services.sealing import SecretBox
+from calor.services.secrets import SecretService
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
 from calor.settings import Settings
@@ -39,6 +41,7 @@ from calor.store.execution import ExecutionStore
 from calor.store.jobs import JobStore
 from calor.store.logs import LogStore
 from calor.store.pools import PoolStore
+from calor.store.secrets import SecretStore
 from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
 from calor.store.users import UserStore
@@ -174,6 +177,7 @@ def build_server(settings: Settings) -> Server:
     buckets = BucketService(BucketStore(db), build_blob_store(settings, data_dir), settings.limits)
     objects = ServiceObjects(buckets)
     users = user_service(db, settings)
+    secrets_ = SecretService(SecretStore(db), SecretBox(server_key(settings)), settings.limits)
     tasks = TaskService(
         TaskStore(db),
         LogStore(db),
@@ -181,6 +185,7 @@ def build_server(settings: Settings) -> Server:
         engine,
         snapshots=snapshots,
         bucket_exists=objects.exists,
+        check_secrets=secrets_.check_grant,
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
     pools = PoolService(
@@ -189,6 +194,7 @@ def build_server(settings: Settings) -> Server:
         settings.limits,
         engine,
         bucket_exists=objects.exists,
+        check_secrets=secrets_.check_grant,
         # a slot keeps its working directory on one machine, which a Dask cluster does not
         # promise
         unsupported=(
@@ -224,6 +230,7 @@ def build_server(settings: Settings) -> Server:
         buckets=buckets,
         jobs=jobs,
         pools=pools,
+        secrets=secrets_,
         host=host_info(executor.total_cores),
         executor_receive=receive,
         cluster=cluster,

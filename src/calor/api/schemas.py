@@ -19,6 +19,7 @@ from calor.domain.job import JobRecord, JobSpec
 from calor.domain.pool import PoolRecord, PoolSpec, elastic_policy, parse_policies
 from calor.domain.profiles import PROFILES
 from calor.domain.ranges import format_ranges, parse_ranges
+from calor.domain.secrets import parse_grant
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_INSTANCE_STATES,
@@ -87,7 +88,7 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         "targetedReservedMachineKey": body.targeted_reserved_machine_key,
         "targetedReservationName": body.targeted_reservation_name,
         "forcedNetworkRules": body.forced_network_rules or [],
-        "secretsAccessRights": body.secrets_access_rights or {"bySecret": [], "byPrefix": []},
+        "secretsAccessRights": parse_grant(body.secrets_access_rights).to_wire(),
     }
     return TaskSpec(
         name=body.name,
@@ -493,7 +494,7 @@ def pool_spec(body: PoolBody, max_slots: int) -> PoolSpec:
         "schedulingType": body.scheduling_type or "Flex",
         "targetedReservedMachineKey": body.targeted_reserved_machine_key,
         "targetedReservationName": body.targeted_reservation_name,
-        "secretsAccessRights": body.secrets_access_rights or {"bySecret": [], "byPrefix": []},
+        "secretsAccessRights": parse_grant(body.secrets_access_rights).to_wire(),
         "multiSlotsSettings": {"slotsPerNode": per_node},
         "projectUuid": body.project_uuid,
     }

@@ -11,10 +11,12 @@ from calor.domain.filters import Filter
 from calor.domain.pool import PoolRecord, PoolSpec, parse_policies
 from calor.services.tasks import (
     InstanceControl,
+    SecretsCheck,
     check_resource_buckets,
     decode_token,
     encode_token,
     every_page,
+    no_secrets,
     page_size,
     read_output,
     utcnow,
@@ -41,6 +43,7 @@ class PoolService:
         bucket_exists: Callable[[int, str], bool] = lambda _user, _name: True,
         unsupported: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        check_secrets: SecretsCheck = no_secrets,
     ) -> None:
         self.pools = pools
         self.logs = logs
@@ -50,11 +53,13 @@ class PoolService:
         # why this server cannot run pools (None: it can)
         self.unsupported = unsupported
         self.clock = clock
+        self.check_secrets = check_secrets
 
     def create(self, user_id: int, spec: PoolSpec) -> str:
         if self.unsupported:
             raise BadRequest(self.unsupported)
         check_resource_buckets(self.bucket_exists, user_id, spec.document)
+        self.check_secrets(user_id, spec.document.get("secretsAccessRights"), None)
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid
