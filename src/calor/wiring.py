@@ -14,6 +14,7 @@ import psutil
 from starlette.types import ASGIApp
 
 from calor.api.app import create_app
+from calor.domain.errors import NotFound
 from calor.domain.ports import Executor
 from calor.executors.local import LocalExecutor
 from calor.runner.files import TaskFiles
@@ -207,9 +208,17 @@ def build_server(settings: Settings) -> Server:
     executor: Executor
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
+    attempt_secrets: Callable[[int, str], dict[str, str]] | None = None
     if settings.executor == "dask":
         dask = build_dask_executor(settings, data_dir, engine, users)
         executor, receive, cluster = dask, dask.receive, dask.cluster
+
+        def attempt_secrets(row_id: int, key: str) -> dict[str, str]:
+            # only the attempt the cluster runs now, never an older or a made-up one
+            if not dask.is_current(row_id, key):
+                raise NotFound(f"attempt {key!r} is not running on the cluster")
+            return secrets_.for_attempt(row_id)
+
         reap_local: Callable[[], object] = lambda: None  # noqa: E731
         where = f"executor: Dask at {settings.dask_scheduler} (runtime chosen on each worker)"
     else:
@@ -219,6 +228,7 @@ def build_server(settings: Settings) -> Server:
             data_dir / "work",
             max_output_bytes=settings.limits.max_output_bytes_per_instance,
             files=TaskFiles(objects),
+            secrets=lambda job: secrets_.for_attempt(job.row_id),
         )
         executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
         reap_local = runtime.reap_leftovers
@@ -233,6 +243,7 @@ def build_server(settings: Settings) -> Server:
         secrets=secrets_,
         host=host_info(executor.total_cores),
         executor_receive=receive,
+        executor_secrets=attempt_secrets,
         cluster=cluster,
     )
 

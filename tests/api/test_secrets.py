@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import assert_error, task_count, unique
-from tests.conftest import Server, task_body
+from tests.conftest import Server, task_body, wait_final, wait_for
 
 
 def _raw(server: Server, token: str, method: str, path: str, body: object = None) -> httpx.Response:
@@ -242,3 +242,104 @@ def test_pool_grants_are_checked_at_submit(client: httpx.Client, other: httpx.Cl
     for grant, status in [(_grant("pool-theirs"), 404), (_grant("x/../y"), 400)]:
         assert_error(client.post("/pools", json={**body, "secretsAccessRights": grant}), status)
     assert len(client.get("/pools").json()) == before
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("[calor]")]
+
+
+def test_instance_files_are_read_only_and_gone_afterwards(client: httpx.Client) -> None:
+    assert client.put("/secrets-manager/data/run/key", json={"Value": "v1\nline2"}).is_success
+    command = (
+        'sh -c \'echo "$CALOR_SECRETS_DIR"; cd "$CALOR_SECRETS_DIR"; '
+        "stat -c %a . run run/key; cat run/key; echo; "
+        "(echo x > run/key) 2>/dev/null && echo WRITABLE; "
+        '(touch new) 2>/dev/null && echo DIR-WRITABLE; ls "$TASK_PATH"\''
+    )
+    r = client.post(
+        "/tasks", json=task_body(command, secretsAccessRights=_grant(prefixes=("run/",)))
+    )
+    assert r.status_code == 200, r.text
+    uuid = r.json()["uuid"]
+    task = wait_final(client, uuid)
+    out = _lines(client.get(f"/tasks/{uuid}/stdout/0").text)
+    assert task["state"] == "Success", (task, out, client.get(f"/tasks/{uuid}/stderr").text)
+    where = Path(out[0])
+    assert out[1:4] == ["700", "700", "400"]
+    assert out[4:6] == ["v1", "line2"]
+    sandboxed = "bubblewrap" in client.get(f"/tasks/{uuid}/stdout").text
+    if sandboxed:  # read-only for root too
+        assert "WRITABLE" not in out and "DIR-WRITABLE" not in out
+    # nothing of it in TASK_PATH, and nothing left on disk once the attempt ended
+    assert out[-1:] != ["secrets"] and "key" not in out[6:]
+    assert where.name == "secrets" and not where.exists()
+    assert "v1" not in json.dumps(task)
+
+
+def test_no_grant_no_directory(client: httpx.Client) -> None:
+    r = client.post("/tasks", json=task_body("sh -c 'echo \"[${CALOR_SECRETS_DIR:-none}]\"'"))
+    uuid = r.json()["uuid"]
+    assert wait_final(client, uuid)["state"] == "Success"
+    assert _lines(client.get(f"/tasks/{uuid}/stdout/0").text) == ["[none]"]
+
+
+def test_pool_slots_and_tasks_on_pools_get_their_grants(client: httpx.Client) -> None:
+    from tests.api.test_pools import create_pool, on_pool, wait_state
+
+    for key in ("pool/a", "task/b", "neither/c"):
+        assert client.put(f"/secrets-manager/data/{key}", json={"Value": key.upper()}).is_success
+    read_all = (
+        'sh -c \'cd "$CALOR_SECRETS_DIR" && for f in pool/a task/b neither/c; do '
+        "(cat $f && echo) 2>/dev/null || echo no-$f; done'"
+    )
+    pool = create_pool(
+        client,
+        instanceCount=1,
+        preparationTask={"commandLine": read_all},
+        secretsAccessRights=_grant("pool/a"),
+    )
+    try:
+        prepared = wait_for(
+            lambda: len(lines := _lines(client.get(f"/pools/{pool}/stdout/0").text)) >= 3 and lines,
+            message="the preparation's output",
+        )
+        assert prepared == ["POOL/A", "no-task/b", "no-neither/c"]
+        r = client.post(
+            "/tasks", json=on_pool(pool, read_all, secretsAccessRights=_grant("task/b"))
+        )
+        assert r.status_code == 200, r.text
+        uuid = r.json()["uuid"]
+        assert wait_final(client, uuid)["state"] == "Success"
+        out = _lines(client.get(f"/tasks/{uuid}/stdout/0").text)
+        assert out == ["POOL/A", "TASK/B", "no-neither/c"]
+    finally:
+        client.post(f"/pools/{pool}/close")
+        wait_state(client, pool, {"Closed", "Failure"})
+
+
+def test_without_a_sandbox_the_files_sit_beside_task_path(tmp_path: Path) -> None:
+    from tests.conftest import make_server
+
+    srv = make_server(tmp_path, "sqlite", CALOR_SANDBOX="off").start()
+    try:
+        with httpx.Client(
+            base_url=srv.url, headers={"Authorization": srv.new_user()}, timeout=30
+        ) as c:
+            assert c.put("/secrets-manager/data/k", json={"Value": "plain"}).is_success
+            command = (
+                'sh -c \'echo "$CALOR_SECRETS_DIR"; echo "$TASK_PATH"; '
+                'stat -c %a "$CALOR_SECRETS_DIR" "$CALOR_SECRETS_DIR/k"; '
+                'cat "$CALOR_SECRETS_DIR/k"\''
+            )
+            uuid = c.post(
+                "/tasks", json=task_body(command, secretsAccessRights=_grant("k"))
+            ).json()["uuid"]
+            assert wait_final(c, uuid)["state"] == "Success"
+            text = c.get(f"/tasks/{uuid}/stdout/0").text
+            assert "without a sandbox" in text
+            where, task_path, *rest = _lines(text)
+            assert Path(where).parent == Path(task_path).parent
+            assert rest == ["700", "400", "plain"]
+            assert not Path(where).exists()
+    finally:
+        srv.stop()

@@ -90,7 +90,9 @@ class HostRuntime:
         # without a sandbox, scratch space sits beside TASK_PATH so it is never a result
         return Path("/tmp") if self.bwrap else workdir.parent / "tmp"
 
-    def argv(self, command: str, workdir: Path, network: bool) -> list[str]:
+    def argv(
+        self, command: str, workdir: Path, network: bool, secrets: Path | None = None
+    ) -> list[str]:
         if not self.bwrap:
             return ["/bin/sh", "-c", command]
         argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
@@ -103,13 +105,20 @@ class HostRuntime:
             if hidden.exists():
                 argv += ["--tmpfs", str(hidden)]
         argv += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+        if secrets is not None:
+            argv += ["--ro-bind", str(secrets), str(secrets)]
         return [*argv, "--", "/bin/sh", "-c", command]
 
     def start(
-        self, command: str, workdir: Path, env: dict[str, str], network: bool
+        self,
+        command: str,
+        workdir: Path,
+        env: dict[str, str],
+        network: bool,
+        secrets: Path | None = None,
     ) -> RunningProcess:
         popen = subprocess.Popen(
-            self.argv(command, workdir, network),
+            self.argv(command, workdir, network, secrets),
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -122,6 +131,11 @@ class HostRuntime:
 
     def paths(self, workdir: Path) -> tuple[str, str]:
         return str(workdir), str(self.tmp_path(workdir))
+
+    def secrets_path(self, directory: Path) -> str:
+        # bound read-only at its own path in the sandbox; without one, its modes (0700 and
+        # 0400) are all that protects it
+        return str(directory)
 
     def base_environment(self, task_path: str) -> dict[str, str]:
         return {"PATH": SAFE_PATH, "HOME": task_path, "LANG": "C.UTF-8"}
@@ -148,7 +162,9 @@ class HostRuntime:
             )
         Path(self.tmp_path(launch.workdir)).mkdir(parents=True, exist_ok=True)
         try:
-            proc = self.start(command, launch.workdir, launch.env, launch.job.network)
+            proc = self.start(
+                command, launch.workdir, launch.env, launch.job.network, launch.secrets_dir
+            )
         except OSError as exc:
             return RunResult(
                 None, 0.0, 0, f"runtime missing: cannot start the host runtime ({exc})"

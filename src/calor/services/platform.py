@@ -33,4 +33,6 @@ class Platform:
     host: HostInfo
     # with a remote executor (Dask): its side of the worker channel, and a view of the cluster
     executor_receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # the secrets of the attempt (row id, Dask key) a worker starts
+    executor_secrets: Callable[[int, str], dict[str, str]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None

@@ -21,6 +21,7 @@ from calor.domain.ports import (
     Transfer,
 )
 from calor.domain.profiles import PROFILES
+from calor.domain.secrets import grant_of
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     RUNNING_TASK_STATES,
@@ -231,6 +232,7 @@ def _job(
         transfers=transfers(row.document, row.result_bucket),
         hold=row.slots_of is not None,
         slot=slot,
+        secrets=bool(grant_of([row.document, pool])),
     )
 
 
