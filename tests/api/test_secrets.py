@@ -343,3 +343,49 @@ def test_without_a_sandbox_the_files_sit_beside_task_path(tmp_path: Path) -> Non
             assert not Path(where).exists()
     finally:
         srv.stop()
+
+
+def test_secret_constants_are_write_only(server: Server, client: httpx.Client) -> None:
+    body = task_body(
+        "sh -c 'echo \"$QARNOT_SECRET__PW\"'",
+        constants=[
+            {"key": "DOCKER_CMD", "value": "sh -c 'echo \"[$QARNOT_SECRET__PW]\"'"},
+            {"key": "QARNOT_SECRET__PW", "value": "pw-value"},
+            {"key": "PLAIN", "value": "shown"},
+        ],
+    )
+    uuid = client.post("/tasks", json=body).json()["uuid"]
+    task = wait_final(client, uuid)
+    assert task["state"] == "Success"
+    assert _lines(client.get(f"/tasks/{uuid}/stdout/0").text) == ["[pw-value]"]
+    constants = {c["key"]: c["value"] for c in task["constants"]}
+    assert constants["QARNOT_SECRET__PW"] == "[SECRET]" and constants["PLAIN"] == "shown"
+    assert "pw-value" not in client.get(f"/tasks/{uuid}").text
+    assert "pw-value" not in client.get("/tasks").text
+    # an update sends back what it read: the stored value stays, a new one replaces it
+    assert client.put(f"/tasks/{uuid}", json={**body, "constants": task["constants"]}).is_success
+    if not server.database_url:
+        db = sqlite3.connect(Path(server.data_dir) / "calor.db")
+        try:
+            (document,) = db.execute(
+                "SELECT document FROM tasks WHERE uuid = ?", (uuid,)
+            ).fetchone()
+        finally:
+            db.close()
+        stored = {c["key"]: c["value"] for c in json.loads(document)["constants"]}
+        assert stored["QARNOT_SECRET__PW"] == "pw-value"
+    pool = client.post(
+        "/pools",
+        json={
+            "name": unique("pool"),
+            "profile": "docker-batch",
+            "instanceCount": 0,
+            "constants": [{"key": "QARNOT_SECRET__X", "value": "pool-pw"}],
+        },
+    ).json()["uuid"]
+    try:
+        shown = client.get(f"/pools/{pool}").json()["constants"]
+        assert shown == [{"key": "QARNOT_SECRET__X", "value": "[SECRET]"}]
+        assert "pool-pw" not in client.get("/pools").text
+    finally:
+        client.delete(f"/pools/{pool}")

@@ -150,3 +150,33 @@ def grant_of(documents: Iterable[dict[str, Any] | None]) -> SecretsGrant:
             except BadRequest:
                 continue  # stored before grants were checked: it grants nothing
     return grant
+
+
+# Constants named QARNOT_SECRET__<NAME> are write-only, as on the hosted service: instances get
+# their value, task and pool JSON show MASK instead.
+SECRET_CONSTANT_PREFIX = "QARNOT_SECRET__"
+MASK = "[SECRET]"
+
+
+def is_secret_constant(name: str) -> bool:
+    return name.upper().startswith(SECRET_CONSTANT_PREFIX)
+
+
+def mask_constants(constants: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [
+        {**c, "value": MASK} if is_secret_constant(str(c.get("key", ""))) else c
+        for c in constants or []
+    ]
+
+
+def keep_masked(
+    new: list[dict[str, Any]], old: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """An update re-sends what it read, MASK included: such a constant keeps its stored value."""
+    stored = {str(c.get("key")): c.get("value") for c in old or []}
+    return [
+        {**c, "value": stored[str(c["key"])]}
+        if c.get("value") == MASK and is_secret_constant(str(c["key"])) and str(c["key"]) in stored
+        else c
+        for c in new
+    ]

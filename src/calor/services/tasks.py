@@ -3,12 +3,13 @@
 import base64
 import binascii
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from calor.domain.errors import BadRequest, CalorError, Forbidden, NotFound
 from calor.domain.filters import Filter
+from calor.domain.secrets import keep_masked
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.domain.transfer import SnapshotPlan, SnapshotRecord, check_patterns, resource_sources
 from calor.settings import Limits
@@ -184,8 +185,14 @@ class TaskService:
 
     def update(self, user_id: int, key: str, spec: TaskSpec) -> None:
         # the SDK re-sends the whole task: only grants it did not have before are looked up
-        before = self.tasks.get(user_id, key).document.get("secretsAccessRights")
-        self.check_secrets(user_id, spec.document.get("secretsAccessRights"), before)
+        before = self.tasks.get(user_id, key).document
+        self.check_secrets(
+            user_id,
+            spec.document.get("secretsAccessRights"),
+            before.get("secretsAccessRights"),
+        )
+        constants = keep_masked(spec.document.get("constants") or [], before.get("constants"))
+        spec = replace(spec, document={**spec.document, "constants": constants})
         self.tasks.replace_document(user_id, key, spec, self.clock())
 
     def abort(self, user_id: int, key: str) -> None:
