@@ -21,6 +21,8 @@ class Limits:
     max_storage_bytes_per_user: int = 2**50  # 1 PiB: no quota unless the operator sets one
     max_pools_per_user: int = 1000
     max_jobs_per_user: int = 100_000
+    max_secrets_per_user: int = 10_000
+    max_secret_bytes: int = 64 * 1024  # of one secret's value (UTF-8)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Limits":

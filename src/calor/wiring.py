@@ -14,6 +14,7 @@ import psutil
 from starlette.types import ASGIApp
 
 from calor.api.app import create_app
+from calor.domain.errors import NotFound
 from calor.domain.pool import Capacity
 from calor.domain.ports import Executor
 from calor.executors.local import LocalExecutor
@@ -26,6 +27,8 @@ from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.platform import HostInfo, Platform
 from calor.services.pools import PoolService
+from calor.services.sealing import SecretBox
+from calor.services.secrets import SecretService
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
 from calor.settings import Settings
@@ -40,6 +43,7 @@ from calor.store.execution import ExecutionStore
 from calor.store.jobs import JobStore
 from calor.store.logs import LogStore
 from calor.store.pools import PoolStore
+from calor.store.secrets import SecretStore
 from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
 from calor.store.users import UserStore
@@ -175,6 +179,7 @@ def build_server(settings: Settings) -> Server:
     buckets = BucketService(BucketStore(db), build_blob_store(settings, data_dir), settings.limits)
     objects = ServiceObjects(buckets)
     users = user_service(db, settings)
+    secrets_ = SecretService(SecretStore(db), SecretBox(server_key(settings)), settings.limits)
     tasks = TaskService(
         TaskStore(db),
         LogStore(db),
@@ -182,6 +187,7 @@ def build_server(settings: Settings) -> Server:
         engine,
         snapshots=snapshots,
         bucket_exists=objects.exists,
+        check_secrets=secrets_.check_grant,
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
     executor: Executor
@@ -195,6 +201,7 @@ def build_server(settings: Settings) -> Server:
         settings.limits,
         engine,
         bucket_exists=objects.exists,
+        check_secrets=secrets_.check_grant,
         # a slot keeps its working directory on one machine, which a Dask cluster does not
         # promise
         unsupported=(
@@ -207,9 +214,17 @@ def build_server(settings: Settings) -> Server:
     )
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
+    attempt_secrets: Callable[[int, str], dict[str, str]] | None = None
     if settings.executor == "dask":
         dask = build_dask_executor(settings, data_dir, engine, users)
         executor, receive, cluster = dask, dask.receive, dask.cluster
+
+        def attempt_secrets(row_id: int, key: str) -> dict[str, str]:
+            # only the attempt the cluster runs now, never an older or a made-up one
+            if not dask.is_current(row_id, key):
+                raise NotFound(f"attempt {key!r} is not running on the cluster")
+            return secrets_.for_attempt(row_id)
+
         reap_local: Callable[[], object] = lambda: None  # noqa: E731
         where = f"executor: Dask at {settings.dask_scheduler} (runtime chosen on each worker)"
     else:
@@ -219,6 +234,7 @@ def build_server(settings: Settings) -> Server:
             data_dir / "work",
             max_output_bytes=settings.limits.max_output_bytes_per_instance,
             files=TaskFiles(objects),
+            secrets=lambda job: secrets_.for_attempt(job.row_id),
         )
         executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
         reap_local = runtime.reap_leftovers
@@ -230,8 +246,10 @@ def build_server(settings: Settings) -> Server:
         buckets=buckets,
         jobs=jobs,
         pools=pools,
+        secrets=secrets_,
         host=host_info(executor.total_cores),
         executor_receive=receive,
+        executor_secrets=attempt_secrets,
         cluster=cluster,
     )
 

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from calor.domain.errors import PayloadTooLarge
 
 _SLASHES = re.compile(r"/{2,}")
+ORIGINAL_PATH = "calor.original_path"  # the scope key of the path before NormalizePath
 
 
 class NormalizePath:
@@ -24,7 +25,9 @@ class NormalizePath:
             if len(clean) > 1 and clean.endswith("/"):
                 clean = clean.rstrip("/") or "/"
             if clean != path:
-                scope = dict(scope, path=clean, raw_path=clean.encode())
+                # routes whose path parameters must not be merged (secret keys: ``a//b`` is
+                # refused, not read as ``a/b``) read the path as it came
+                scope = dict(scope, path=clean, raw_path=clean.encode(), **{ORIGINAL_PATH: path})
         await self.app(scope, receive, send)
 
 

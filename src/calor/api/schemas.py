@@ -20,6 +20,7 @@ from calor.domain.job import JobRecord, JobSpec
 from calor.domain.pool import PoolRecord, PoolSpec, elastic_policy, parse_policies
 from calor.domain.profiles import PROFILES
 from calor.domain.ranges import format_ranges, parse_ranges
+from calor.domain.secrets import mask_constants, parse_grant
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_INSTANCE_STATES,
@@ -89,7 +90,7 @@ def task_spec(body: TaskBody, max_instances: int) -> TaskSpec:
         "targetedReservedMachineKey": body.targeted_reserved_machine_key,
         "targetedReservationName": body.targeted_reservation_name,
         "forcedNetworkRules": body.forced_network_rules or [],
-        "secretsAccessRights": body.secrets_access_rights or {"bySecret": [], "byPrefix": []},
+        "secretsAccessRights": parse_grant(body.secrets_access_rights).to_wire(),
     }
     return TaskSpec(
         name=body.name,
@@ -398,6 +399,7 @@ def task_full(t: TaskRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     out["tags"] = t.tags
     for key in _ECHOED:
         out[key] = t.document.get(key)
+    out["constants"] = mask_constants(out["constants"])
     out["dependencies"] = (
         to_wire(t.dependencies, t.dependency_state)
         if t.dependency_state
@@ -505,7 +507,7 @@ def pool_spec(body: PoolBody, max_slots: int) -> PoolSpec:
         "schedulingType": body.scheduling_type or "Flex",
         "targetedReservedMachineKey": body.targeted_reserved_machine_key,
         "targetedReservationName": body.targeted_reservation_name,
-        "secretsAccessRights": body.secrets_access_rights or {"bySecret": [], "byPrefix": []},
+        "secretsAccessRights": parse_grant(body.secrets_access_rights).to_wire(),
         "multiSlotsSettings": {"slotsPerNode": per_node},
         "projectUuid": body.project_uuid,
     }
@@ -554,6 +556,7 @@ def pool_summary(p: PoolRecord) -> dict[str, Any]:
 
 def pool_full(p: PoolRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     out = {**p.document, **pool_summary(p)}
+    out["constants"] = mask_constants(out.get("constants"))
     slots = p.slots
     live = [i for i in slots.instances if i.state not in FINAL_INSTANCE_STATES] if slots else []
     running = [i for i in live if i.state in ACTIVE_INSTANCE_STATES]

@@ -32,6 +32,14 @@ class InstanceJob:
     # kept afterwards) on cores the slot already holds; the slot is (slot task uuid, slot
     # instance id), which names that directory as a task's instance would
     slot: tuple[str, int] | None = None
+    # its task (or pool) grants it secrets (secretsAccessRights): their values are read at
+    # the attempt's start from a SecretsSource, never carried here
+    secrets: bool = False
+
+
+# the secrets an attempt is granted, by key, read when it starts (in process, or from the
+# server over the executor API)
+SecretsSource = Callable[[InstanceJob], dict[str, str]]
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,12 @@ class DaskExecutor:
             self.on_free()
         return orders.to_json()
 
+    def is_current(self, row_id: int, key: str) -> bool:
+        """Whether ``key`` is the attempt of this row the cluster runs now."""
+        with self._lock:
+            flight = self._flight.get(row_id)
+            return flight is not None and flight.key == key
+
     def abort(self, row_ids: list[int]) -> None:
         not_started: list[_InFlight] = []
         with self._lock:

@@ -155,6 +155,54 @@ class EventChannel:
                     log.exception("orders from the server could not be carried out")
 
 
+SECRETS_DEADLINE = 60.0  # seconds an attempt waits for a server that does not answer
+
+
+@dataclass(frozen=True)
+class ServerSecrets:
+    """An attempt's secrets, asked of the server when it starts (POST /executor/secrets with
+    the executor token): the server answers only for the attempt it runs as ``key``."""
+
+    server_url: str
+    token: str
+    key: str
+
+    def __call__(self, job: InstanceJob) -> dict[str, str]:
+        url = self.server_url.rstrip("/") + "/executor/secrets"
+        deadline = time.monotonic() + SECRETS_DEADLINE
+        backoff = POST_EVERY
+        with httpx.Client(timeout=30) as client:
+            while True:
+                try:
+                    answer = client.post(
+                        url,
+                        json={"row": job.row_id, "key": self.key},
+                        headers={"Authorization": f"Executor {self.token}"},
+                    )
+                except httpx.HTTPError as exc:
+                    problem = f"the server did not answer ({exc})"
+                else:
+                    if answer.status_code == 200:
+                        secrets = answer.json().get("secrets")
+                        if not isinstance(secrets, dict):
+                            raise RuntimeError("the server's answer has no secrets")
+                        return {str(k): str(v) for k, v in secrets.items()}
+                    problem = f"the server answered {answer.status_code}: {_message(answer)}"
+                    if answer.status_code < 500:
+                        raise RuntimeError(problem)
+                if time.monotonic() + backoff > deadline:
+                    raise RuntimeError(problem)
+                time.sleep(backoff)  # the server restarts: the attempt waits a little
+                backoff = min(MAX_BACKOFF, backoff * 2)
+
+
+def _message(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("message"))
+    except ValueError:
+        return answer.text[:200]
+
+
 @dataclass
 class _Attempt:
     runner: InstanceRunner
@@ -223,6 +271,7 @@ class WorkerState:
             self.root,
             max_output_bytes=self.setup.max_output_bytes,
             files=TaskFiles(objects),
+            secrets=ServerSecrets(self.setup.server_url, self.setup.token, key),
         )
         emit = channel.sink(key)
         attempt = _Attempt(runner, emit)

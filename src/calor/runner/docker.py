@@ -23,6 +23,7 @@ from calor.runner.runtime import Launch, LineAssembler, RunResult, describe_exit
 log = logging.getLogger("calor.docker")
 
 TASK_PATH = "/job"
+SECRETS_PATH = "/run/secrets"  # where Docker's own secrets go too: read-only files by name
 TMP_PATH = "/tmp"
 DEFAULT_REPO, DEFAULT_TAG = "library/ubuntu", "latest"
 STOP_GRACE_SECONDS = 1  # abort: SIGTERM, then SIGKILL after this (contract: stopped within 2 s)
@@ -204,6 +205,9 @@ class DockerRuntime:
     def paths(self, workdir: Path) -> tuple[str, str]:
         return TASK_PATH, TMP_PATH
 
+    def secrets_path(self, directory: Path) -> str:
+        return SECRETS_PATH
+
     def base_environment(self, task_path: str) -> dict[str, str]:
         return {}  # the image's own PATH, HOME… stay in force
 
@@ -328,6 +332,8 @@ class DockerRuntime:
             "nano_cpus": int(min(job.cores, self.cpus) * 1_000_000_000),
             "detach": True,
         }
+        if launch.secrets_dir is not None:
+            kwargs["volumes"][str(launch.secrets_dir)] = {"bind": SECRETS_PATH, "mode": "ro"}
         if user:
             kwargs["user"] = user
         if cgroup is not None:

@@ -91,7 +91,9 @@ class HostRuntime:
         # without a sandbox, scratch space sits beside TASK_PATH so it is never a result
         return Path("/tmp") if self.bwrap else workdir.parent / "tmp"
 
-    def argv(self, command: list[str], workdir: Path, network: bool) -> list[str]:
+    def argv(
+        self, command: list[str], workdir: Path, network: bool, secrets: Path | None = None
+    ) -> list[str]:
         if not self.bwrap:
             return list(command)
         argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
@@ -104,13 +106,20 @@ class HostRuntime:
             if hidden.exists():
                 argv += ["--tmpfs", str(hidden)]
         argv += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+        if secrets is not None:
+            argv += ["--ro-bind", str(secrets), str(secrets)]
         return [*argv, "--", *command]
 
     def start(
-        self, command: list[str], workdir: Path, env: dict[str, str], network: bool
+        self,
+        command: list[str],
+        workdir: Path,
+        env: dict[str, str],
+        network: bool,
+        secrets: Path | None = None,
     ) -> RunningProcess:
         popen = subprocess.Popen(
-            self.argv(command, workdir, network),
+            self.argv(command, workdir, network, secrets),
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -123,6 +132,11 @@ class HostRuntime:
 
     def paths(self, workdir: Path) -> tuple[str, str]:
         return str(workdir), str(self.tmp_path(workdir))
+
+    def secrets_path(self, directory: Path) -> str:
+        # bound read-only at its own path in the sandbox; without one, its modes (0700 and
+        # 0400) are all that protects it
+        return str(directory)
 
     def base_environment(self, task_path: str) -> dict[str, str]:
         return {"PATH": SAFE_PATH, "HOME": task_path, "LANG": "C.UTF-8"}
@@ -152,7 +166,9 @@ class HostRuntime:
         if _program(command[0], launch.env.get("PATH", ""), launch.workdir) is None:
             return RunResult(127, 0.0, 0, f"exited with code 127: command not found: {command[0]}")
         try:
-            proc = self.start(command, launch.workdir, launch.env, launch.job.network)
+            proc = self.start(
+                command, launch.workdir, launch.env, launch.job.network, launch.secrets_dir
+            )
         except FileNotFoundError:
             return RunResult(127, 0.0, 0, f"exited with code 127: command not found: {command[0]}")
         except PermissionError:

@@ -20,6 +20,7 @@ from calor.domain.ports import (
     Output,
     Progress,
     Ready,
+    SecretsSource,
     SnapshotDone,
     Started,
     Transfer,
@@ -28,6 +29,7 @@ from calor.domain.transfer import Upload
 from calor.runner.files import Inputs, TaskFiles, TransferError, scan
 from calor.runner.output import OutputBudget, progress_parser
 from calor.runner.runtime import Handle, Launch, Runtime, TextSink
+from calor.runner.secrets_dir import SECRETS_ENV, remove_secrets, secrets_dir, write_secrets
 
 STDOUT, STDERR = 1, 2
 
@@ -86,8 +88,10 @@ class InstanceRunner:
         max_output_bytes: int = 64 * 1024 * 1024,
         keep_workdirs: bool = False,
         files: TaskFiles | None = None,
+        secrets: SecretsSource | None = None,
     ):
         self.runtime = runtime
+        self.secrets = secrets
         self.work_root = work_root
         self.max_output_bytes = max_output_bytes
         self.keep_workdirs = keep_workdirs
@@ -275,7 +279,7 @@ class InstanceRunner:
         on_process: Callable[[Handle], None],
         handles: list[Handle],
     ) -> Finished:
-        emit, workdir = live.emit, live.workdir
+        workdir = live.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         if job.slot is not None:
             # what the pool put in its slot (resources, preparation) is no result of this task
@@ -286,6 +290,39 @@ class InstanceRunner:
             return Finished(
                 job.row_id, utcnow(), None, error=f"resources could not be fetched: {exc}"
             )
+        try:
+            secrets = self._secrets(job)
+        except Exception as exc:  # the message names keys at most, never values
+            return Finished(job.row_id, utcnow(), None, error=f"secrets could not be read: {exc}")
+        try:
+            return self._launch(job, live, on_process, handles, secrets)
+        finally:
+            if secrets is not None:
+                remove_secrets(secrets)
+                for parent in (secrets.parent, secrets.parent.parent):  # an instance on a pool
+                    with contextlib.suppress(OSError):
+                        parent.rmdir()
+
+    def _secrets(self, job: InstanceJob) -> Path | None:
+        """The granted secrets, read now (a retry sees a secret updated since), as files."""
+        if not job.secrets:
+            return None
+        if self.secrets is None:
+            raise RuntimeError("this executor cannot deliver secrets")
+        values = self.secrets(job)
+        directory = secrets_dir(self.work_root, job.task_uuid, job.instance_id)
+        write_secrets(directory, values, shared=bool(job.constants.get("DOCKER_USER", "").strip()))
+        return directory
+
+    def _launch(
+        self,
+        job: InstanceJob,
+        live: _Live,
+        on_process: Callable[[Handle], None],
+        handles: list[Handle],
+        secrets: Path | None,
+    ) -> Finished:
+        emit, workdir = live.emit, live.workdir
         with self._live_lock:
             self._live[job.row_id] = live
         task_path, tmp_path = self.runtime.paths(workdir)
@@ -308,6 +345,8 @@ class InstanceRunner:
         env = instance_environment(
             job, task_path, tmp_path, self.runtime.base_environment(task_path)
         )
+        if secrets is not None:
+            env[SECRETS_ENV] = self.runtime.secrets_path(secrets)
         try:
             argv = split_command(job.constants.get("DOCKER_CMD", ""), env)
         except CommandError as exc:  # submit checks the text; this is a defence
@@ -321,6 +360,7 @@ class InstanceRunner:
                 stdout=stdout,
                 stderr=budget.sink(lambda d: emit(Output(job.row_id, STDERR, d))),
                 on_start=on_start,
+                secrets_dir=secrets,
             )
         )
         # the wire message adds "instance <id>: " (api/schemas.py)

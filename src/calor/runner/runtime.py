@@ -47,6 +47,9 @@ class Launch:
     stderr: TextSink
     # called once the attempt runs, with what identifies it for crash recovery
     on_start: Callable[[Handle, int, float], None]
+    # the attempt's secrets as files (runner/secrets_dir.py), shown to it read-only at
+    # Runtime.secrets_path; None: it is granted none
+    secrets_dir: Path | None = None
 
 
 class Runtime(Protocol):
@@ -58,6 +61,9 @@ class Runtime(Protocol):
 
     def paths(self, workdir: Path) -> tuple[str, str]:
         """TASK_PATH and TMP_PATH as the instance sees them."""
+
+    def secrets_path(self, directory: Path) -> str:
+        """Where the instance sees its secrets directory (CALOR_SECRETS_DIR)."""
 
     def base_environment(self, task_path: str) -> dict[str, str]:
         """Variables the instance gets before its constants (PATH, HOME… where needed)."""

@@ -7,6 +7,7 @@ from typing import Any
 from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.pools import PoolService
+from calor.services.secrets import SecretService
 from calor.services.tasks import TaskService
 from calor.services.users import UserService
 from calor.settings import Settings
@@ -28,7 +29,10 @@ class Platform:
     buckets: BucketService
     jobs: JobService
     pools: PoolService
+    secrets: SecretService
     host: HostInfo
     # with a remote executor (Dask): its side of the worker channel, and a view of the cluster
     executor_receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # the secrets of the attempt (row id, Dask key) a worker starts
+    executor_secrets: Callable[[int, str], dict[str, str]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None

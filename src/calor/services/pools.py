@@ -18,10 +18,12 @@ from calor.domain.pool import (
 )
 from calor.services.tasks import (
     InstanceControl,
+    SecretsCheck,
     check_resource_buckets,
     decode_token,
     encode_token,
     every_page,
+    no_secrets,
     page_size,
     read_output,
     utcnow,
@@ -49,6 +51,7 @@ class PoolService:
         unsupported: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         capacity: Callable[[], Capacity] | None = None,
+        check_secrets: SecretsCheck = no_secrets,
     ) -> None:
         self.pools = pools
         self.logs = logs
@@ -61,6 +64,7 @@ class PoolService:
         # the executor's cores (all, free now): what a pool can never get is refused at
         # submit, what it cannot get now is said in its errors
         self.capacity = capacity
+        self.check_secrets = check_secrets
 
     def create(self, user_id: int, spec: PoolSpec) -> str:
         if self.unsupported:
@@ -68,6 +72,7 @@ class PoolService:
         if self.capacity is not None:
             check_fits(spec, self.capacity().total)
         check_resource_buckets(self.bucket_exists, user_id, spec.document)
+        self.check_secrets(user_id, spec.document.get("secretsAccessRights"), None)
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid

@@ -3,12 +3,13 @@
 import base64
 import binascii
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from calor.domain.errors import BadRequest, CalorError, Forbidden, NotFound
 from calor.domain.filters import Filter
+from calor.domain.secrets import keep_masked
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.domain.transfer import SnapshotPlan, SnapshotRecord, check_patterns, resource_sources
 from calor.settings import Limits
@@ -67,6 +68,14 @@ def check_resource_buckets(
             raise NotFound(f"the resource bucket {name!r} does not exist")
 
 
+SecretsCheck = Callable[[int, Any, Any], None]
+
+
+def no_secrets(_user: int, raw: Any, _already: Any) -> None:
+    if raw and (raw.get("bySecret") or raw.get("byPrefix")):
+        raise BadRequest("this server keeps no secrets: secretsAccessRights cannot be granted")
+
+
 def page_size(limits: Limits, requested: int | None) -> int:
     if requested is None or requested <= 0:
         return limits.page_default
@@ -102,6 +111,7 @@ class TaskService:
         snapshots: SnapshotStore | None = None,
         bucket_exists: Callable[[int, str], bool] = lambda _user, _name: True,
         clock: Callable[[], datetime] = utcnow,
+        check_secrets: SecretsCheck = no_secrets,
     ) -> None:
         self.tasks = tasks
         self.logs = logs
@@ -110,6 +120,8 @@ class TaskService:
         self.snapshots = snapshots
         self.bucket_exists = bucket_exists
         self.clock = clock
+        # secretsAccessRights.bySecret names secrets of the submitter (services/secrets.py)
+        self.check_secrets = check_secrets
 
     def _check_files(self, user_id: int, spec: TaskSpec) -> None:
         """Bad filters and missing resource buckets are refused at submit (contract §9.3)."""
@@ -124,6 +136,7 @@ class TaskService:
             )
         )
         check_resource_buckets(self.bucket_exists, user_id, doc)
+        self.check_secrets(user_id, doc.get("secretsAccessRights"), None)
 
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
         """One result per spec, in order: a uuid, or why that spec was refused."""
@@ -171,6 +184,15 @@ class TaskService:
         return self.tasks.get(user_id, key)
 
     def update(self, user_id: int, key: str, spec: TaskSpec) -> None:
+        # the SDK re-sends the whole task: only grants it did not have before are looked up
+        before = self.tasks.get(user_id, key).document
+        self.check_secrets(
+            user_id,
+            spec.document.get("secretsAccessRights"),
+            before.get("secretsAccessRights"),
+        )
+        constants = keep_masked(spec.document.get("constants") or [], before.get("constants"))
+        spec = replace(spec, document={**spec.document, "constants": constants})
         self.tasks.replace_document(user_id, key, spec, self.clock())
 
     def abort(self, user_id: int, key: str) -> None:

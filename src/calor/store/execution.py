@@ -22,6 +22,7 @@ from calor.domain.ports import (
     Transfer,
 )
 from calor.domain.profiles import PROFILES
+from calor.domain.secrets import grant_of
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     RUNNING_TASK_STATES,
@@ -235,6 +236,7 @@ def _job(
         transfers=transfers(row.document, row.result_bucket),
         hold=row.slots_of is not None,
         slot=slot,
+        secrets=bool(grant_of([row.document, pool])),
     )
 
 

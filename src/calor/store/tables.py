@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -363,4 +364,20 @@ doomed_blobs = Table(
     metadata,
     Column("blob_id", String(80), primary_key=True),
     Column("since", DateTime, nullable=False),  # due: deletable from then on
+)
+
+# -- secrets (secrets-manager): values sealed with a key derived from the server key -------------
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # compared byte-wise (the "C" collation on PostgreSQL): a prefix is one range of the index
+    Column("key", Key, nullable=False),
+    # services/sealing.py: version, nonce, AES-GCM ciphertext bound to (user_id, key)
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_secrets_user_key", "user_id", "key", unique=True),
 )
