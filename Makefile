@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint install clean bench
+.PHONY: serve test lint install clean bench samples
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,19 @@ serve: $(STAMP)
 	$(BIN)/calor serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# the official Qarnot Python samples, verbatim, against a calor server (scripts/samples.py);
+# SAMPLES is a checkout of github.com/qarnot/qarnot-samples
+samples: $(STAMP)
+	@test -n "$(SAMPLES)" || { echo "usage: make samples SAMPLES=<checkout of qarnot-samples> [RUNTIMES='docker host']"; exit 2; }
+	$(BIN)/python scripts/samples.py "$(SAMPLES)" --runtimes "$(or $(RUNTIMES),docker host)"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -30,7 +30,8 @@ def _local_ports(conn: Connection, url: str) -> set[int]:
     connection the server closed is opened again from another port."""
     pools = conn._http.get_adapter(url).poolmanager.pools
     ports = set()
-    for key in pools:
+    # urllib3 2 forbids iterating the container itself; keys() is its supported form
+    for key in pools.keys():
         for pooled in list(pools[key].pool.queue):
             if pooled is not None and pooled.sock is not None:
                 ports.add(pooled.sock.getsockname()[1])

@@ -225,7 +225,7 @@ def test_task_page_clone_and_delete(
     assert clone != task and uuidlib.UUID(clone)
     copied = api.get(f"/tasks/{clone}").json()
     assert copied["name"] == "mixed-again" and copied["tags"] == ["t1"]
-    assert copied["constants"][0]["value"] == command
+    assert copied["constants"][0]["value"] == sh(command)
     page.shots("clone")
 
     page.once("dialog", lambda dialog: dialog.accept())
