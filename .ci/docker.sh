@@ -49,6 +49,11 @@ case $cmd in
     mkdir -p "$noshell/bin"
     cp "$(command -v busybox)" "$noshell/bin/echo"
     tar -C "$noshell" -c . | docker import -c 'ENV PATH=/bin' - calor-test/noshell:latest >/dev/null
+    # the same busybox under another tag, with the /etc/issue that the official sample3 reads:
+    # DOCKER_TAG must choose it
+    printf 'Calor Test Linux 1.0 \\n \\l\n' >"$rootfs/etc/issue"
+    tar -C "$rootfs" -c . | docker import -c 'ENV PATH=/bin' - calor-test/busybox:issue >/dev/null
+    rm "$rootfs/etc/issue"
     echo "$DOCKER_HOST"
     ;;
   stop)

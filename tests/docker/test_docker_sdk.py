@@ -61,3 +61,40 @@ def test_sdk_resources_in_and_results_out_of_a_container(conn: Connection, tmp_p
     assert (out / "copy.txt").read_text() == "from a bucket\n"
     assert (out / "where.txt").read_text() == "/job\n"
     assert not (out / "data").exists()
+
+
+def test_sdk_sample3_docker_repo_and_tag_choose_the_image(conn: Connection) -> None:
+    """The official sample3: one task per image, DOCKER_REPO and DOCKER_TAG from
+    ``version.split(':')``, a pipe inside the user's own ``sh -c "..."``, polled with
+    ``all(wait(2))``. Only the :issue tag of the test image has an /etc/issue."""
+    tags = {"issue": "0> Calor Test Linux 1.0 \\n \\l\n", "latest": ""}
+    tasks = {tag: docker_task(conn, 'sh -c "cat /etc/issue | head -n 1"') for tag in tags}
+    for tag, task in tasks.items():
+        repo, tag_ = f"{IMAGE}:{tag}".split(":")
+        task.constants["DOCKER_REPO"] = repo
+        task.constants["DOCKER_TAG"] = tag_
+        task.submit()
+    wait_for(lambda: all([task.wait(2) for task in tasks.values()]), timeout=60, interval=0)
+    assert tasks["issue"].state == "Success", tasks["issue"].errors
+    assert tasks["issue"].stdout() == tags["issue"]
+    # busybox's cat fails on the missing file; head still exits 0, so the pipe succeeds
+    assert tasks["latest"].state == "Success"
+    assert "No such file" in tasks["latest"].stderr()
+
+
+def test_sdk_sample4_arguments_for_the_images_entrypoint(conn: Connection, tmp_path: Path) -> None:
+    """The official sample4: DOCKER_CMD is only arguments (``-i media/clip.mp4 ...``) for the
+    image's ENTRYPOINT, and its inputs go in with ``bucket[key] = path``, keys with folders."""
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "clip.mp4").write_bytes(b"\x00not really a video")
+    bucket = conn.create_bucket(f"sample4-{uuid.uuid4().hex[:10]}")
+    bucket["media/clip.mp4"] = str(media / "clip.mp4")
+    assert [f.key for f in bucket.list_files()] == ["media/clip.mp4"]
+    task = docker_task(conn, "-i media/clip.mp4 -t 1 -vf scale=64:-1 small.gif")
+    task.constants["DOCKER_REPO"] = "calor-test/entrypoint"
+    task.constants["DOCKER_TAG"] = "latest"
+    task.resources.append(bucket)
+    task.submit()
+    assert wait_done(task) == "Success", task.errors
+    assert task.stdout() == "0> Hello -i media/clip.mp4 -t 1 -vf scale=64:-1 small.gif\n"
