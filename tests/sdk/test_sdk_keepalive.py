@@ -31,7 +31,7 @@ def _local_ports(conn: Connection, url: str) -> set[int]:
     pools = conn._http.get_adapter(url).poolmanager.pools
     ports = set()
     # urllib3 2 forbids iterating the container itself; keys() is its supported form
-    for key in pools.keys():
+    for key in pools.keys():  # noqa: SIM118 - not a dict: iterating it raises
         for pooled in list(pools[key].pool.queue):
             if pooled is not None and pooled.sock is not None:
                 ports.add(pooled.sock.getsockname()[1])
