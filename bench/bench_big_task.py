@@ -99,7 +99,8 @@ def platform_rate(root: Path, n: int) -> tuple[float, int]:
         elapsed = time.monotonic() - t0
         peak = rss.stop()
         if summary["state"] != "Success":
-            raise RuntimeError(f"task of {n} ended {summary['state']}")
+            errors = c.get(f"/tasks/{task}").json()["errors"][:5]
+            raise RuntimeError(f"task of {n} ended {summary['state']}: {errors}")
         return n / elapsed, peak
 
 
