@@ -35,6 +35,8 @@ class InstanceJob:
     # its task (or pool) grants it secrets (secretsAccessRights): their values are read at
     # the attempt's start from a SecretsSource, never carried here
     secrets: bool = False
+    # CpuModel hardware constraints: the machine must have one of these models (empty: any)
+    cpu_models: tuple[str, ...] = ()
 
 
 # the secrets an attempt is granted, by key, read when it starts (in process, or from the

@@ -36,3 +36,5 @@ class Platform:
     # the secrets of the attempt (row id, Dask key) a worker starts
     executor_secrets: Callable[[int, str], dict[str, str]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
+    # the CPU models of the machines instances run on (CpuModelHardwareConstraint)
+    cpu_models: Callable[[], list[str]] = list

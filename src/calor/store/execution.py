@@ -221,6 +221,7 @@ def _job(
     row: Any, cores: float, pool: dict[str, Any] | None = None, slot: tuple[str, int] | None = None
 ) -> InstanceJob:
     profile = PROFILES.get(row.profile)
+    needs = requirements(row.document.get("hardwareConstraints") or [])
     return InstanceJob(
         row_id=row.id,
         task_uuid=row.uuid,
@@ -231,12 +232,13 @@ def _job(
         constants=_constants(row.profile, row.document, pool),
         cores=cores,
         network=profile.network if profile else False,
-        memory_limit_mb=requirements(row.document.get("hardwareConstraints") or []).memory_limit_mb,
+        memory_limit_mb=needs.memory_limit_mb,
         user_id=row.user_id,
         transfers=transfers(row.document, row.result_bucket),
         hold=row.slots_of is not None,
         slot=slot,
         secrets=bool(grant_of([row.document, pool])),
+        cpu_models=needs.cpu_models,
     )
 
 
