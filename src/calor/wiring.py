@@ -17,6 +17,7 @@ from calor.api.app import create_app
 from calor.domain.errors import NotFound
 from calor.domain.pool import Capacity
 from calor.domain.ports import Executor
+from calor.executors.forwarder import TcpForwarder
 from calor.executors.local import LocalExecutor
 from calor.runner.files import TaskFiles
 from calor.runner.host import HostRuntime, reap_leftover
@@ -189,6 +190,9 @@ def build_server(settings: Settings) -> Server:
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
     executor: Executor
+    # instances' ports are forwarded by the local executor only: a Dask worker's instances
+    # are on other machines
+    forwarder: TcpForwarder | None = None
 
     def capacity() -> Capacity:
         return Capacity(executor.total_cores, executor.free_cores())
@@ -236,7 +240,10 @@ def build_server(settings: Settings) -> Server:
             files=TaskFiles(objects),
             secrets=lambda job: secrets_.for_attempt(job.row_id),
         )
-        executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
+        forwarder = TcpForwarder()
+        executor = LocalExecutor(
+            runner, engine.emit, engine.wake, cores=settings.cores, forwards=forwarder
+        )
         reap_local = runtime.reap_leftovers
         where = f"runtime: {runtime.name} ({runtime.description})"
     platform = Platform(
@@ -252,6 +259,7 @@ def build_server(settings: Settings) -> Server:
         executor_secrets=attempt_secrets,
         cluster=cluster,
         cpu_models=lambda: cpu_models(),
+        forwards=forwarder,
     )
 
     def on_start() -> None:
@@ -261,6 +269,8 @@ def build_server(settings: Settings) -> Server:
 
     def on_stop() -> None:
         engine.stop(settings.drain_seconds)
+        if forwarder is not None:
+            forwarder.stop()
         db.dispose()
 
     app = create_app(platform, on_start, on_stop)

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from calor.domain.ports import Forwards
 from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.pools import PoolService
@@ -38,3 +39,5 @@ class Platform:
     cluster: Callable[[], dict[str, Any]] | None = None
     # the CPU models of the machines instances run on (CpuModelHardwareConstraint)
     cpu_models: Callable[[], list[str]] = list
+    # the forwarded ports of running instances (None: this executor forwards none)
+    forwards: Forwards | None = None

@@ -9,6 +9,7 @@ from typing import Any
 from calor.domain.errors import BadRequest, NotFound
 from calor.domain.filters import Filter
 from calor.domain.hardware import check_cpu_models
+from calor.domain.network import forward_rules
 from calor.domain.pool import (
     Capacity,
     PoolRecord,
@@ -78,6 +79,7 @@ class PoolService:
         self.check_secrets(user_id, spec.document.get("secretsAccessRights"), None)
         if self.cpu_models is not None:
             check_cpu_models(spec.document.get("hardwareConstraints") or [], self.cpu_models())
+        forward_rules(spec.profile, spec.document.get("forcedNetworkRules"))
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid

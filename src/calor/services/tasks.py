@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 from calor.domain.errors import BadRequest, CalorError, Forbidden, NotFound
 from calor.domain.filters import Filter
 from calor.domain.hardware import check_cpu_models
+from calor.domain.network import forward_rules
 from calor.domain.secrets import keep_masked
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.domain.transfer import SnapshotPlan, SnapshotRecord, check_patterns, resource_sources
@@ -143,6 +144,7 @@ class TaskService:
         self.check_secrets(user_id, doc.get("secretsAccessRights"), None)
         if self.cpu_models is not None:
             check_cpu_models(doc.get("hardwareConstraints") or [], self.cpu_models())
+        forward_rules(spec.profile, doc.get("forcedNetworkRules"))
 
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
         """One result per spec, in order: a uuid, or why that spec was refused."""
