@@ -17,10 +17,12 @@ from calor.api.app import create_app
 from calor.domain.errors import NotFound
 from calor.domain.pool import Capacity
 from calor.domain.ports import Executor
+from calor.executors.forwarder import TcpForwarder
 from calor.executors.local import LocalExecutor
 from calor.runner.files import TaskFiles
 from calor.runner.host import HostRuntime, reap_leftover
 from calor.runner.instance import InstanceRunner
+from calor.runner.machine import cpu_info
 from calor.runner.runtime import Runtime
 from calor.scheduler import Engine
 from calor.services.buckets import BucketService
@@ -53,15 +55,7 @@ if TYPE_CHECKING:
 
 
 def host_info(cores: int | None) -> HostInfo:
-    model, ghz = "unknown", 0.0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("cpu MHz") and ghz == 0.0:
-                ghz = round(float(line.split(":", 1)[1]) / 1000, 3)
-    except OSError:
-        pass
+    model, ghz = cpu_info()
     return HostInfo(
         cores=cores or os.cpu_count() or 1,
         memory_mb=int(psutil.virtual_memory().total / 2**20),
@@ -180,6 +174,10 @@ def build_server(settings: Settings) -> Server:
     objects = ServiceObjects(buckets)
     users = user_service(db, settings)
     secrets_ = SecretService(SecretStore(db), SecretBox(server_key(settings)), settings.limits)
+    # the CPU models of the machines instances run on: this one, or the Dask workers (read
+    # when asked: workers come and go)
+    local_model = cpu_info()[0]
+    cpu_models: Callable[[], list[str]] = lambda: [local_model]  # noqa: E731
     tasks = TaskService(
         TaskStore(db),
         LogStore(db),
@@ -188,9 +186,13 @@ def build_server(settings: Settings) -> Server:
         snapshots=snapshots,
         bucket_exists=objects.exists,
         check_secrets=secrets_.check_grant,
+        cpu_models=lambda: cpu_models(),
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
     executor: Executor
+    # instances' ports are forwarded by the local executor only: a Dask worker's instances
+    # are on other machines
+    forwarder: TcpForwarder | None = None
 
     def capacity() -> Capacity:
         return Capacity(executor.total_cores, executor.free_cores())
@@ -211,6 +213,7 @@ def build_server(settings: Settings) -> Server:
             else None
         ),
         capacity=capacity,
+        cpu_models=lambda: cpu_models(),
     )
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
@@ -218,6 +221,7 @@ def build_server(settings: Settings) -> Server:
     if settings.executor == "dask":
         dask = build_dask_executor(settings, data_dir, engine, users)
         executor, receive, cluster = dask, dask.receive, dask.cluster
+        cpu_models = dask.cpu_models
 
         def attempt_secrets(row_id: int, key: str) -> dict[str, str]:
             # only the attempt the cluster runs now, never an older or a made-up one
@@ -236,7 +240,10 @@ def build_server(settings: Settings) -> Server:
             files=TaskFiles(objects),
             secrets=lambda job: secrets_.for_attempt(job.row_id),
         )
-        executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
+        forwarder = TcpForwarder()
+        executor = LocalExecutor(
+            runner, engine.emit, engine.wake, cores=settings.cores, forwards=forwarder
+        )
         reap_local = runtime.reap_leftovers
         where = f"runtime: {runtime.name} ({runtime.description})"
     platform = Platform(
@@ -251,6 +258,8 @@ def build_server(settings: Settings) -> Server:
         executor_receive=receive,
         executor_secrets=attempt_secrets,
         cluster=cluster,
+        cpu_models=lambda: cpu_models(),
+        forwards=forwarder,
     )
 
     def on_start() -> None:
@@ -260,6 +269,8 @@ def build_server(settings: Settings) -> Server:
 
     def on_stop() -> None:
         engine.stop(settings.drain_seconds)
+        if forwarder is not None:
+            forwarder.stop()
         db.dispose()
 
     app = create_app(platform, on_start, on_stop)

@@ -39,6 +39,7 @@ class RunningProcess:
             self.proc_start = 0.0
         self.cancelled = False
         self.interrupted = False
+        self.address: str | None = None
         self._killed = threading.Event()
 
     def terminate_tree(self) -> None:
@@ -128,7 +129,12 @@ class HostRuntime:
             start_new_session=True,
             close_fds=True,
         )
-        return RunningProcess(popen)
+        proc = RunningProcess(popen)
+        # with network, the instance shares this host's (bwrap keeps it); without, the
+        # sandbox gives it a network of its own that nothing reaches
+        if network:
+            proc.address = "127.0.0.1"
+        return proc
 
     def paths(self, workdir: Path) -> tuple[str, str]:
         return str(workdir), str(self.tmp_path(workdir))

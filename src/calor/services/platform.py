@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from calor.domain.ports import Forwards
 from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.pools import PoolService
@@ -36,3 +37,7 @@ class Platform:
     # the secrets of the attempt (row id, Dask key) a worker starts
     executor_secrets: Callable[[int, str], dict[str, str]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
+    # the CPU models of the machines instances run on (CpuModelHardwareConstraint)
+    cpu_models: Callable[[], list[str]] = list
+    # the forwarded ports of running instances (None: this executor forwards none)
+    forwards: Forwards | None = None

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, true, update
 
+from calor.domain.errors import BadRequest
 from calor.domain.hardware import CORE_EPSILON, requirements
+from calor.domain.network import forward_rules
 from calor.domain.pool import SlotState
 from calor.domain.ports import (
     Finished,
@@ -194,6 +196,22 @@ def _bump_results_count(conn: Any, task_id: int) -> None:
     )
 
 
+def _forward_ports(row: Any, pool: dict[str, Any] | None) -> tuple[int, ...]:
+    """The ports forwarded for this instance: its task's rules, and its pool's for a task on
+    a pool (it runs in the pool's slot); checked at submit, so a rule refused now (the
+    profile changed meaning in an upgrade) forwards nothing rather than failing the run."""
+    ports: set[int] = set()
+    for document in (row.document, pool):
+        if document is None:
+            continue
+        try:
+            rules = forward_rules(row.profile, document.get("forcedNetworkRules"))
+        except BadRequest:
+            continue
+        ports.update(r.port for r in rules)
+    return tuple(sorted(ports))
+
+
 def _constants(
     profile: str, document: dict[str, Any], pool: dict[str, Any] | None = None
 ) -> dict[str, str]:
@@ -221,6 +239,7 @@ def _job(
     row: Any, cores: float, pool: dict[str, Any] | None = None, slot: tuple[str, int] | None = None
 ) -> InstanceJob:
     profile = PROFILES.get(row.profile)
+    needs = requirements(row.document.get("hardwareConstraints") or [])
     return InstanceJob(
         row_id=row.id,
         task_uuid=row.uuid,
@@ -231,12 +250,14 @@ def _job(
         constants=_constants(row.profile, row.document, pool),
         cores=cores,
         network=profile.network if profile else False,
-        memory_limit_mb=requirements(row.document.get("hardwareConstraints") or []).memory_limit_mb,
+        memory_limit_mb=needs.memory_limit_mb,
         user_id=row.user_id,
         transfers=transfers(row.document, row.result_bucket),
         hold=row.slots_of is not None,
         slot=slot,
         secrets=bool(grant_of([row.document, pool])),
+        cpu_models=needs.cpu_models,
+        forward_ports=_forward_ports(row, pool),
     )
 
 
