@@ -13,12 +13,15 @@ from calor.domain.pool import (
     PoolRecord,
     PoolSpec,
     check_fits,
+    min_slots,
     parse_policies,
     waiting_note,
 )
 from calor.services.tasks import (
+    Admission,
     InstanceControl,
     SecretsCheck,
+    admit_all,
     check_resource_buckets,
     decode_token,
     encode_token,
@@ -52,6 +55,7 @@ class PoolService:
         clock: Callable[[], datetime] = utcnow,
         capacity: Callable[[], Capacity] | None = None,
         check_secrets: SecretsCheck = no_secrets,
+        admit: Admission = admit_all,
     ) -> None:
         self.pools = pools
         self.logs = logs
@@ -65,6 +69,7 @@ class PoolService:
         # submit, what it cannot get now is said in its errors
         self.capacity = capacity
         self.check_secrets = check_secrets
+        self.admit = admit  # budgets and computing quotas
 
     def create(self, user_id: int, spec: PoolSpec) -> str:
         if self.unsupported:
@@ -73,6 +78,7 @@ class PoolService:
             check_fits(spec, self.capacity().total)
         check_resource_buckets(self.bucket_exists, user_id, spec.document)
         self.check_secrets(user_id, spec.document.get("secretsAccessRights"), None)
+        self.admit(user_id, min_slots(spec) * spec.cores, "this pool (its slots at once)")
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid

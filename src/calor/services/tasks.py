@@ -76,6 +76,14 @@ def no_secrets(_user: int, raw: Any, _already: Any) -> None:
         raise BadRequest("this server keeps no secrets: secretsAccessRights cannot be granted")
 
 
+# (user id, cores the submission needs at once, what needs them): raises when refused
+Admission = Callable[[int, float, str], None]
+
+
+def admit_all(_user: int, _cores: float, _what: str) -> None:
+    """No budgets nor quotas (services built without accounting, as in unit tests)."""
+
+
 def page_size(limits: Limits, requested: int | None) -> int:
     if requested is None or requested <= 0:
         return limits.page_default
@@ -112,6 +120,7 @@ class TaskService:
         bucket_exists: Callable[[int, str], bool] = lambda _user, _name: True,
         clock: Callable[[], datetime] = utcnow,
         check_secrets: SecretsCheck = no_secrets,
+        admit: Admission = admit_all,
     ) -> None:
         self.tasks = tasks
         self.logs = logs
@@ -122,6 +131,8 @@ class TaskService:
         self.clock = clock
         # secretsAccessRights.bySecret names secrets of the submitter (services/secrets.py)
         self.check_secrets = check_secrets
+        # budgets and computing quotas (services/accounting.py)
+        self.admit = admit
 
     def _check_files(self, user_id: int, spec: TaskSpec) -> None:
         """Bad filters and missing resource buckets are refused at submit (contract §9.3)."""
@@ -144,6 +155,9 @@ class TaskService:
         for i, spec in enumerate(specs):
             try:
                 self._check_files(user_id, spec)
+                # an instance on a pool runs on cores its pool's slot already holds
+                cores = 0.0 if spec.pool_uuid else spec.cores
+                self.admit(user_id, cores, "an instance of this task")
             except CalorError as exc:
                 refused[i] = exc
         kept = [spec for i, spec in enumerate(specs) if i not in refused]

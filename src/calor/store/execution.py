@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, true, update
 
+from calor.domain.accounting import Accounting
 from calor.domain.hardware import CORE_EPSILON, requirements
 from calor.domain.pool import SlotState
 from calor.domain.ports import (
@@ -36,6 +37,7 @@ from calor.store.engine import Database
 from calor.store.logs import LogStore
 from calor.store.records import recompute
 from calor.store.tables import instances, snapshots, tasks
+from calor.store.usage import record_attempt
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
@@ -241,8 +243,15 @@ def _job(
 
 
 class ExecutionStore:
-    def __init__(self, db: Database, max_running_tasks: int | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_running_tasks: int | None = None,
+        rates: Accounting | None = None,
+    ) -> None:
         self.db = db
+        # every ended attempt is accounted (store/usage.py) at these rates
+        self.rates = rates or Accounting()
         # per user (maxRunningTask); None: no limit
         self.max_running_tasks = max_running_tasks
         # a pool slot can be idle only after it reported Ready to this server (a restart
@@ -497,6 +506,7 @@ class ExecutionStore:
             new = InstanceState.FAILURE
         values["state"] = new.value
         conn.execute(_UPDATE_INSTANCE, {"_row_id": row.id, **values})
+        record_attempt(conn, row.task_id, row.instance_id, row.attempts, ev, self.rates)
         return new
 
     def leftovers(self) -> list[Leftover]:
