@@ -4,6 +4,7 @@ the environment they run in (the same as the server's, settings.py)."""
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +22,8 @@ budget_cmd = typer.Typer(help="Users' credit budgets", no_args_is_help=True)
 Email = Annotated[str, typer.Option("--user", help="the user's e-mail")]
 
 
-def _services(data_dir: Any, database_url: str | None) -> tuple[UserService, AccountingService]:
+def open_store(data_dir: Path, database_url: str | None) -> tuple[UserService, AccountingService]:
+    """The services of the admin commands, on the store they name."""
     from calor.wiring import accounting_service, open_database, user_service
 
     try:
@@ -43,6 +45,16 @@ def _fail(exc: CalorError) -> None:
     raise typer.Exit(code=1)
 
 
+def _set_budget(
+    data_dir: Path, database_url: str | None, email: str, credits: float | None
+) -> None:
+    users, accounts = open_store(data_dir, database_url)
+    try:
+        accounts.set_budget(users.find(email).id, credits)
+    except CalorError as exc:
+        _fail(exc)
+
+
 @budget_cmd.command("set")
 def budget_set(
     user: Email,
@@ -52,11 +64,7 @@ def budget_set(
 ) -> None:
     """Give a user a credit budget: once they have consumed it, their new tasks and pools are
     refused (HTTP 402, the SDK's NotEnoughCreditsException)."""
-    users, accounts = _services(data_dir, database_url)
-    try:
-        accounts.set_budget(users.find(user).id, credits)
-    except CalorError as exc:
-        _fail(exc)
+    _set_budget(data_dir, database_url, user, credits)
     err.print(f"budget of {user}: {credits:g} credits")
 
 
@@ -65,11 +73,7 @@ def budget_clear(
     user: Email, data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None
 ) -> None:
     """Remove a user's budget: they may spend without a cap again."""
-    users, accounts = _services(data_dir, database_url)
-    try:
-        accounts.set_budget(users.find(user).id, None)
-    except CalorError as exc:
-        _fail(exc)
+    _set_budget(data_dir, database_url, user, None)
     err.print(f"{user} has no budget now")
 
 
@@ -78,7 +82,7 @@ def budget_show(
     user: Email, data_dir: DataDir = DEFAULT_DATA_DIR, database_url: DatabaseUrl = None
 ) -> None:
     """A user's budget and what they consumed of it."""
-    users, accounts = _services(data_dir, database_url)
+    users, accounts = open_store(data_dir, database_url)
     try:
         user_id = users.find(user).id
     except CalorError as exc:
@@ -146,7 +150,7 @@ def usage(
     consumed: core-seconds, CPU and wall time, peak memory, energy, carbon and credits.
     Deleted tasks are in it: billing outlives them."""
     start = _since(since)
-    users, accounts = _services(data_dir, database_url)
+    users, accounts = open_store(data_dir, database_url)
     user_id = None
     if user is not None:
         try:

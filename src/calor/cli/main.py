@@ -17,6 +17,7 @@ from rich.table import Table
 from calor.cli import account, billing, buckets, jobs, pools, tasks
 from calor.cli.store_options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir
 from calor.domain.errors import CalorError
+from calor.services.users import UserService
 from calor.settings import Limits, Settings, accounting_from_env
 
 app = typer.Typer(
@@ -212,13 +213,8 @@ async def _serve_both(api: uvicorn.Config, storage: uvicorn.Config) -> None:
         await gateway_task
 
 
-def _users(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
-    from calor.wiring import open_database, user_service
-
-    settings = Settings(
-        data_dir=data_dir, database_url=database_url, secret_key=os.environ.get("CALOR_SECRET_KEY")
-    )
-    return user_service(open_database(settings), settings)
+def _users(data_dir: Path, database_url: str | None) -> UserService:
+    return billing.open_store(data_dir, database_url)[0]
 
 
 @user_cmd.command("create")

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from calor.api.deps import PlatformDep, UserDep, json_response
 from calor.domain.accounting import CarbonFacts
+from calor.domain.errors import NotFound
 from calor.domain.users import User
 from calor.services.accounting import project_uuid
 from calor.services.platform import Platform
@@ -73,15 +74,20 @@ async def account_credits(p: PlatformDep, user: UserDep) -> Response:
     return json_response({"credits": remaining})
 
 
-@router.get("/credits/v1/tasks/{uuid}/credits")
-async def task_credits(uuid: str, p: PlatformDep, user: UserDep) -> Response:
-    totals = await run_in_threadpool(p.accounting.of, user.id, "task", uuid)
-    return json_response({"credits": totals.credits})
+# the SDK's names of the kinds of objects that have credits and carbon facts
+_SCOPES = {"tasks": "task", "pools": "pool"}
 
 
-@router.get("/credits/v1/pools/{uuid}/credits")
-async def pool_credits(uuid: str, p: PlatformDep, user: UserDep) -> Response:
-    totals = await run_in_threadpool(p.accounting.of, user.id, "pool", uuid)
+def _scope(kind: str) -> str:
+    if kind not in _SCOPES:
+        raise NotFound("no such endpoint")
+    return _SCOPES[kind]
+
+
+@router.get("/credits/v1/{kind}/{uuid}/credits")
+async def object_credits(kind: str, uuid: str, p: PlatformDep, user: UserDep) -> Response:
+    """A task's or pool's credits (404 when the user has no such one, nor had)."""
+    totals = await run_in_threadpool(p.accounting.of, user.id, _scope(kind), uuid)
     return json_response({"credits": totals.credits})
 
 
@@ -139,28 +145,13 @@ def carbon_json(facts: CarbonFacts) -> dict[str, Any]:
     }
 
 
-async def _carbon(
-    p: Platform, user: User, scope: str, uuid: str, comparison: str | None
+@router.get("/carbon/v1/{kind}/{uuid}/carbon-facts")
+async def carbon(
+    kind: str,
+    uuid: str,
+    p: PlatformDep,
+    user: UserDep,
+    comparison: str | None = Query(default=None, alias="comparisonDatacenter"),
 ) -> Response:
-    facts = await run_in_threadpool(p.accounting.carbon, user.id, scope, uuid, comparison)
+    facts = await run_in_threadpool(p.accounting.carbon, user.id, _scope(kind), uuid, comparison)
     return json_response(carbon_json(facts))
-
-
-@router.get("/carbon/v1/tasks/{uuid}/carbon-facts")
-async def task_carbon(
-    uuid: str,
-    p: PlatformDep,
-    user: UserDep,
-    comparison: str | None = Query(default=None, alias="comparisonDatacenter"),
-) -> Response:
-    return await _carbon(p, user, "task", uuid, comparison)
-
-
-@router.get("/carbon/v1/pools/{uuid}/carbon-facts")
-async def pool_carbon(
-    uuid: str,
-    p: PlatformDep,
-    user: UserDep,
-    comparison: str | None = Query(default=None, alias="comparisonDatacenter"),
-) -> Response:
-    return await _carbon(p, user, "pool", uuid, comparison)
