@@ -255,3 +255,9 @@ def test_another_users_task_and_pool_are_not_found(server: Server, connect: Conn
     assert task.credits().amount_in_euros >= 0  # the owner sees theirs
     assert owner.retrieve_pool(pool.uuid).credits().amount_in_euros == 0  # nothing ended yet
     pool.close()
+
+    # bad input: a clear 4xx
+    assert raw(server, owner, f"/carbon/v1/jobs/{task.uuid}/carbon-facts").status_code == 404
+    project = owner.user_info.projects[0].uuid
+    bad = raw(server, owner, f"/credits/v1/projects/{project}/budgets?activeOnly=maybe")
+    assert bad.status_code == 400 and "activeOnly" in bad.json()["message"]
