@@ -36,12 +36,13 @@ def _user(db: Database, email: str) -> int:
     return users.create(email)[0].id
 
 
-def _submit(db: Database, user_id: int, instances: int = 1) -> str:
+def _submit(db: Database, user_id: int, instances: int = 1, **extra: object) -> str:
     body = {
         "name": "billed",
         "profile": "docker-batch",
         "instanceCount": instances,
         "constants": [{"key": "DOCKER_CMD", "value": "true"}],
+        **extra,
     }
     (uuid,) = TaskStore(db).insert(user_id, [task_spec(parse(TaskBody, body), 10)], T0, 100)
     return str(uuid)
@@ -102,6 +103,21 @@ def test_attempts_are_summed_per_user_and_task_and_outlive_the_task(db: Database
     assert report[0].totals.measured_energy_j == pytest.approx(7.0)
     assert [line.user_id for line in usage.report(None, bob)] == [bob]
     assert usage.report(end + timedelta(seconds=1), None) == []
+
+
+def test_an_instance_asking_for_more_cores_than_there_are_is_billed_for_what_it_held(
+    db: Database,
+) -> None:
+    alice = _user(db, "alice@test.local")
+    cores = [{"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 4}]
+    task = _submit(db, alice, hardwareConstraints=cores)
+    engine = ExecutionStore(db, rates=RATES)
+    (job,) = engine.claim(2, 2, T0)
+    assert job.cores == 2
+    end = T0 + timedelta(seconds=10)
+    engine.apply([Started(job.row_id, T0, 1, 1.0), Finished(job.row_id, end, 0, 1.0, 1, 10.0)], end)
+    totals = UsageStore(db).totals(alice, "task", task)
+    assert totals is not None and totals.core_seconds == pytest.approx(20.0)
 
 
 def test_budgets(db: Database) -> None:

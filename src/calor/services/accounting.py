@@ -58,7 +58,9 @@ class AccountingService:
     def admit(self, user_id: int, cores_at_once: float, what: str) -> None:
         """Refuse a submission from a user whose budget is spent, or one that needs more
         cores at once than their quota (PaymentRequired: the SDK's NotEnoughCredits)."""
-        check_quota(cores_at_once, self.max_cores, what)
+        # the executor gives what asks for more than it has all it has: with the default
+        # quota (its cores) nothing that runs today is refused
+        check_quota(min(cores_at_once, self.executor_cores()), self.max_cores, what)
         budget = self.usage.budget(user_id)
         if budget is not None:
             check_budget(self.account(user_id).credits, budget[0])

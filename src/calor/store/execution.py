@@ -252,6 +252,9 @@ class ExecutionStore:
         self.db = db
         # every ended attempt is accounted (store/usage.py) at these rates
         self.rates = rates or Accounting()
+        # the executor's cores, as the last claim saw them: an instance asking for more got
+        # them all, and is billed for what it held
+        self._total_cores: int | None = None
         # per user (maxRunningTask); None: no limit
         self.max_running_tasks = max_running_tasks
         # a pool slot can be idle only after it reported Ready to this server (a restart
@@ -260,6 +263,7 @@ class ExecutionStore:
 
     def claim(self, free_cores: float, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
+        self._total_cores = total_cores
         if free_cores < CORE_EPSILON and not (self._slots_ready and self._slot_wanted()):
             return []
         with self.db.write() as conn:
@@ -506,7 +510,9 @@ class ExecutionStore:
             new = InstanceState.FAILURE
         values["state"] = new.value
         conn.execute(_UPDATE_INSTANCE, {"_row_id": row.id, **values})
-        record_attempt(conn, row.task_id, row.instance_id, row.attempts, ev, self.rates)
+        record_attempt(
+            conn, row.task_id, row.instance_id, row.attempts, ev, self.rates, self._total_cores
+        )
         return new
 
     def leftovers(self) -> list[Leftover]:

@@ -74,6 +74,7 @@ def record_attempt(
     attempt: int,
     ev: Finished,
     rates: Accounting,
+    total_cores: int | None = None,
 ) -> None:
     """Account one ended attempt. An instance of a task on a pool is not billed (the pool's
     slot holding its cores is), nor is an interrupted one (the server stopped under it);
@@ -82,7 +83,9 @@ def record_attempt(
     if ctx is None:
         return
     slot = ctx.slots_of is not None
-    core_sec = core_seconds(ctx.cores, ev.wall_time_sec)
+    # the executor gives an instance that asks for more than it has all it has
+    cores = float(ctx.cores if total_cores is None else min(ctx.cores, total_cores))
+    core_sec = core_seconds(cores, ev.wall_time_sec)
     billed = not ev.interrupted and ctx.pool_uuid is None
     measured = ev.energy_j is not None
     energy = ev.energy_j if ev.energy_j is not None else 0.0
@@ -109,7 +112,7 @@ def record_attempt(
             "instance_id": instance_id,
             "attempt": attempt,
             "ended_at": ev.at,
-            "cores": float(ctx.cores),
+            "cores": cores,
             "energy_measured": measured,
         },
     )
