@@ -23,8 +23,10 @@ from calor.runner.files import TaskFiles
 from calor.runner.host import HostRuntime, reap_leftover
 from calor.runner.instance import InstanceRunner
 from calor.runner.machine import cpu_info
+from calor.runner.rapl import RaplMeter
 from calor.runner.runtime import Runtime
 from calor.scheduler import Engine
+from calor.services.accounting import AccountingService
 from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.platform import HostInfo, Platform
@@ -48,6 +50,7 @@ from calor.store.pools import PoolStore
 from calor.store.secrets import SecretStore
 from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
+from calor.store.usage import UsageStore
 from calor.store.users import UserStore
 
 if TYPE_CHECKING:
@@ -122,6 +125,13 @@ def user_service(db: Database, settings: Settings) -> UserService:
     return UserService(UserStore(db), server_key(settings))
 
 
+def accounting_service(db: Database, settings: Settings) -> AccountingService:
+    """For the operator's commands (calor admin budget, usage), which run no executor."""
+    return AccountingService(
+        UsageStore(db), settings.accounting, lambda: settings.cores or os.cpu_count() or 1
+    )
+
+
 def build_blob_store(settings: Settings, data_dir: Path) -> BlobStore:
     if settings.blob_store == "fs":
         return FsBlobStore(data_dir / "blobs")
@@ -164,7 +174,7 @@ def build_server(settings: Settings) -> Server:
     db = open_database(settings)
     snapshots = SnapshotStore(db)
     engine = Engine(
-        ExecutionStore(db, settings.limits.max_running_tasks_per_user),
+        ExecutionStore(db, settings.limits.max_running_tasks_per_user, settings.accounting),
         reap_leftover,
         due_snapshots=snapshots.due,
         deadlines=DeadlineStore(db).run,
@@ -178,6 +188,10 @@ def build_server(settings: Settings) -> Server:
     # when asked: workers come and go)
     local_model = cpu_info()[0]
     cpu_models: Callable[[], list[str]] = lambda: [local_model]  # noqa: E731
+    executor: Executor
+    accounting = AccountingService(
+        UsageStore(db), settings.accounting, lambda: executor.total_cores
+    )
     tasks = TaskService(
         TaskStore(db),
         LogStore(db),
@@ -187,9 +201,9 @@ def build_server(settings: Settings) -> Server:
         bucket_exists=objects.exists,
         check_secrets=secrets_.check_grant,
         cpu_models=lambda: cpu_models(),
+        admit=accounting.admit,
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
-    executor: Executor
     # instances' ports are forwarded by the local executor only: a Dask worker's instances
     # are on other machines
     forwarder: TcpForwarder | None = None
@@ -214,6 +228,7 @@ def build_server(settings: Settings) -> Server:
         ),
         capacity=capacity,
         cpu_models=lambda: cpu_models(),
+        admit=accounting.admit,
     )
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
@@ -239,6 +254,7 @@ def build_server(settings: Settings) -> Server:
             max_output_bytes=settings.limits.max_output_bytes_per_instance,
             files=TaskFiles(objects),
             secrets=lambda job: secrets_.for_attempt(job.row_id),
+            energy=RaplMeter.detect(),
         )
         forwarder = TcpForwarder()
         executor = LocalExecutor(
@@ -255,6 +271,7 @@ def build_server(settings: Settings) -> Server:
         pools=pools,
         secrets=secrets_,
         host=host_info(executor.total_cores),
+        accounting=accounting,
         executor_receive=receive,
         executor_secrets=attempt_secrets,
         cluster=cluster,

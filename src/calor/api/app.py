@@ -9,7 +9,17 @@ from starlette.types import ASGIApp
 from calor import __version__
 from calor.api import errors
 from calor.api.middleware import BodyLimit, NormalizePath
-from calor.api.routes import account, buckets, executor, jobs, network, pools, secrets, tasks
+from calor.api.routes import (
+    account,
+    accounting,
+    buckets,
+    executor,
+    jobs,
+    network,
+    pools,
+    secrets,
+    tasks,
+)
 from calor.services.platform import Platform
 from calor.web.app import mount_dashboard
 
@@ -33,6 +43,7 @@ def create_app(
     app.state.platform = platform
     errors.install(app)
     app.include_router(account.router)
+    app.include_router(accounting.router)
     app.include_router(tasks.router)
     app.include_router(jobs.router)
     app.include_router(pools.router)

@@ -599,7 +599,7 @@ def pool_full(p: PoolRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     out["totalSlotCapacity"] = len(live)
     out["poolUsage"] = round(min(1.0, p.busy_slots / len(live)), 4) if live else 0.0
     out["queuedOrRunningTaskInstancesCount"] = p.task_instances
-    out["credits"] = 0.0
+    out["credits"] = p.credits
     if p.active_policy is not None:
         out["activePolicyName"] = p.active_policy
     return out

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from calor.domain.accounting import EnergySample
 from calor.domain.transfer import Transfers, Upload
 
 
@@ -83,6 +84,9 @@ class Finished:
     extra: dict[str, str] = field(default_factory=dict)
     # "bucket/key" of each result object uploaded when the attempt ended
     results: tuple[str, ...] = ()
+    # the attempt's share of the energy RAPL measured over its run (J); None: not measured
+    # (the server estimates it from the CPU time, domain/accounting.py)
+    energy_j: float | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,13 @@ class Forwards(Protocol):
 
     def active(self, task_uuid: str) -> dict[int, list[ActiveForward]]:
         """The open forwards of a task's (or pool slot task's) instances, by instance id."""
+
+
+class EnergyMeter(Protocol):
+    """The machine's energy counters (RAPL), read before and after each attempt."""
+
+    def sample(self) -> EnergySample | None:
+        """None when the counters cannot be read now."""
         ...
 
 

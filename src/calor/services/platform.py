@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calor.domain.ports import Forwards
+from calor.services.accounting import AccountingService
 from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.pools import PoolService
@@ -32,6 +33,7 @@ class Platform:
     pools: PoolService
     secrets: SecretService
     host: HostInfo
+    accounting: AccountingService
     # with a remote executor (Dask): its side of the worker channel, and a view of the cluster
     executor_receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # the secrets of the attempt (row id, Dask key) a worker starts

@@ -15,12 +15,15 @@ from calor.domain.pool import (
     PoolRecord,
     PoolSpec,
     check_fits,
+    min_slots,
     parse_policies,
     waiting_note,
 )
 from calor.services.tasks import (
+    Admission,
     InstanceControl,
     SecretsCheck,
+    admit_all,
     check_resource_buckets,
     decode_token,
     encode_token,
@@ -55,6 +58,7 @@ class PoolService:
         capacity: Callable[[], Capacity] | None = None,
         check_secrets: SecretsCheck = no_secrets,
         cpu_models: Callable[[], list[str]] | None = None,
+        admit: Admission = admit_all,
     ) -> None:
         self.pools = pools
         self.logs = logs
@@ -69,6 +73,7 @@ class PoolService:
         self.capacity = capacity
         self.check_secrets = check_secrets
         self.cpu_models = cpu_models
+        self.admit = admit  # budgets and computing quotas
 
     def create(self, user_id: int, spec: PoolSpec) -> str:
         if self.unsupported:
@@ -80,6 +85,7 @@ class PoolService:
         if self.cpu_models is not None:
             check_cpu_models(spec.document.get("hardwareConstraints") or [], self.cpu_models())
         forward_rules(spec.profile, spec.document.get("forcedNetworkRules"))
+        self.admit(user_id, min_slots(spec) * spec.cores, "this pool (its slots at once)")
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid

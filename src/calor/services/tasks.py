@@ -78,6 +78,14 @@ def no_secrets(_user: int, raw: Any, _already: Any) -> None:
         raise BadRequest("this server keeps no secrets: secretsAccessRights cannot be granted")
 
 
+# (user id, cores the submission needs at once, what needs them): raises when refused
+Admission = Callable[[int, float, str], None]
+
+
+def admit_all(_user: int, _cores: float, _what: str) -> None:
+    """No budgets nor quotas (services built without accounting, as in unit tests)."""
+
+
 def page_size(limits: Limits, requested: int | None) -> int:
     if requested is None or requested <= 0:
         return limits.page_default
@@ -115,6 +123,7 @@ class TaskService:
         clock: Callable[[], datetime] = utcnow,
         check_secrets: SecretsCheck = no_secrets,
         cpu_models: Callable[[], list[str]] | None = None,
+        admit: Admission = admit_all,
     ) -> None:
         self.tasks = tasks
         self.logs = logs
@@ -127,6 +136,8 @@ class TaskService:
         self.check_secrets = check_secrets
         # the CPU models of the machines instances can run on (None: not checked)
         self.cpu_models = cpu_models
+        # budgets and computing quotas (services/accounting.py)
+        self.admit = admit
 
     def _check_files(self, user_id: int, spec: TaskSpec) -> None:
         """Bad filters and missing resource buckets are refused at submit (contract §9.3)."""
@@ -152,6 +163,9 @@ class TaskService:
         for i, spec in enumerate(specs):
             try:
                 self._check_files(user_id, spec)
+                # an instance on a pool runs on cores its pool's slot already holds
+                cores = 0.0 if spec.pool_uuid else spec.cores
+                self.admit(user_id, cores, "an instance of this task")
             except CalorError as exc:
                 refused[i] = exc
         kept = [spec for i, spec in enumerate(specs) if i not in refused]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, true, update
 
+from calor.domain.accounting import Accounting
 from calor.domain.errors import BadRequest
 from calor.domain.hardware import CORE_EPSILON, requirements
 from calor.domain.network import forward_rules
@@ -38,6 +39,7 @@ from calor.store.engine import Database
 from calor.store.logs import LogStore
 from calor.store.records import recompute
 from calor.store.tables import instances, snapshots, tasks
+from calor.store.usage import record_attempt
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
@@ -262,8 +264,18 @@ def _job(
 
 
 class ExecutionStore:
-    def __init__(self, db: Database, max_running_tasks: int | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_running_tasks: int | None = None,
+        rates: Accounting | None = None,
+    ) -> None:
         self.db = db
+        # every ended attempt is accounted (store/usage.py) at these rates
+        self.rates = rates or Accounting()
+        # the executor's cores, as the last claim saw them: an instance asking for more got
+        # them all, and is billed for what it held
+        self._total_cores: int | None = None
         # per user (maxRunningTask); None: no limit
         self.max_running_tasks = max_running_tasks
         # a pool slot can be idle only after it reported Ready to this server (a restart
@@ -272,6 +284,7 @@ class ExecutionStore:
 
     def claim(self, free_cores: float, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
+        self._total_cores = total_cores
         if free_cores < CORE_EPSILON and not (self._slots_ready and self._slot_wanted()):
             return []
         with self.db.write() as conn:
@@ -518,6 +531,9 @@ class ExecutionStore:
             new = InstanceState.FAILURE
         values["state"] = new.value
         conn.execute(_UPDATE_INSTANCE, {"_row_id": row.id, **values})
+        record_attempt(
+            conn, row.task_id, row.instance_id, row.attempts, ev, self.rates, self._total_cores
+        )
         return new
 
     def leftovers(self) -> list[Leftover]:

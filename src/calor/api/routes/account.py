@@ -7,6 +7,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from calor.api.deps import PlatformDep, UserDep, json_response
+from calor.api.routes.accounting import projects_of, user_quota
 from calor.domain.hardware import CPU_MODEL, search_cpu_models
 from calor.domain.profiles import PROFILES, get_profile
 
@@ -29,13 +30,8 @@ async def info(p: PlatformDep, user: UserDep) -> Response:
     storage = await run_in_threadpool(p.buckets.usage, user.id)
     pool_count, open_pools = await run_in_threadpool(p.pools.counts, user.id)
     limits = p.settings.limits
-    cores = p.host.cores
-    quota = {
-        "maxCores": cores,
-        "runningCoresCount": counts.running_core_count,
-        "maxInstances": limits.max_instances_per_task,
-        "runningInstancesCount": counts.running_instance_count,
-    }
+    quota = await run_in_threadpool(user_quota, p, user)
+    cores = quota["maxCores"]
     return json_response(
         {
             "email": user.email,
@@ -58,7 +54,7 @@ async def info(p: PlatformDep, user: UserDep) -> Response:
             "runningPoolCount": open_pools,
             "runningInstanceCount": counts.running_instance_count,
             "runningCoreCount": counts.running_core_count,
-            "projects": [],
+            "projects": projects_of(user),
             "computingQuotas": {
                 "user": {"flex": quota, "onDemand": quota, "reserved": []},
                 "organization": None,
