@@ -97,7 +97,10 @@ class HostRuntime:
     ) -> list[str]:
         if not self.bwrap:
             return list(command)
-        argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        # --as-pid-1: the command is the namespace's init, as in a container, and bwrap waits
+        # for it itself; with bwrap's own init in between, bwrap exits on the init's exit code
+        # without reaping it, and the command's CPU time never reaches our wait4
+        argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--as-pid-1", "--unshare-ipc"]
         if not network:
             argv.append("--unshare-net")
         argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
