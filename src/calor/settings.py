@@ -4,6 +4,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from calor.domain.accounting import Accounting
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -41,6 +43,31 @@ class Limits:
         return limits
 
 
+def accounting_from_env(environ: Mapping[str, str]) -> Accounting:
+    """Each rate from CALOR_<NAME> (CALOR_PRICE_PER_CORE_HOUR, CALOR_WATTS_PER_CORE,
+    CALOR_GRAMS_CO2E_PER_KWH, CALOR_PUE, CALOR_REFERENCE_DATACENTER, CALOR_REFERENCE_PUE,
+    CALOR_MAX_CORES_PER_USER); ValueError says which one is wrong."""
+    values: dict[str, object] = {}
+    for f in fields(Accounting):
+        name = f"CALOR_{f.name.upper()}"
+        raw = environ.get(name)
+        if raw is None or not raw.strip():
+            continue
+        if f.name == "reference_datacenter":
+            values[f.name] = raw.strip()
+            continue
+        try:
+            values[f.name] = int(raw) if f.name == "max_cores_per_user" else float(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a number") from None
+    accounting = Accounting(**values)  # type: ignore[arg-type]
+    try:
+        accounting.check()
+    except ValueError as exc:
+        raise ValueError(f"CALOR_{exc}") from None
+    return accounting
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -65,6 +92,8 @@ class Settings:
     keep_alive_seconds: int = 75
     storage_url: str | None = None  # the gateway's public URL; None: derived per request
     limits: Limits = field(default_factory=Limits)
+    # prices, budgets' unit, computing quota, energy and carbon factors (domain/accounting.py)
+    accounting: Accounting = field(default_factory=Accounting)
     executor: str = "local"  # local | dask
     dask_scheduler: str | None = None  # e.g. tcp://scheduler:8786
     # the API's URL as Dask workers reach it (their events go there); None: http://host:port

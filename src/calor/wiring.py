@@ -17,12 +17,16 @@ from calor.api.app import create_app
 from calor.domain.errors import NotFound
 from calor.domain.pool import Capacity
 from calor.domain.ports import Executor
+from calor.executors.forwarder import TcpForwarder
 from calor.executors.local import LocalExecutor
 from calor.runner.files import TaskFiles
 from calor.runner.host import HostRuntime, reap_leftover
 from calor.runner.instance import InstanceRunner
+from calor.runner.machine import cpu_info
+from calor.runner.rapl import RaplMeter
 from calor.runner.runtime import Runtime
 from calor.scheduler import Engine
+from calor.services.accounting import AccountingService
 from calor.services.buckets import BucketService
 from calor.services.jobs import JobService
 from calor.services.platform import HostInfo, Platform
@@ -46,6 +50,7 @@ from calor.store.pools import PoolStore
 from calor.store.secrets import SecretStore
 from calor.store.snapshots import SnapshotStore
 from calor.store.tasks import TaskStore
+from calor.store.usage import UsageStore
 from calor.store.users import UserStore
 
 if TYPE_CHECKING:
@@ -53,15 +58,7 @@ if TYPE_CHECKING:
 
 
 def host_info(cores: int | None) -> HostInfo:
-    model, ghz = "unknown", 0.0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("cpu MHz") and ghz == 0.0:
-                ghz = round(float(line.split(":", 1)[1]) / 1000, 3)
-    except OSError:
-        pass
+    model, ghz = cpu_info()
     return HostInfo(
         cores=cores or os.cpu_count() or 1,
         memory_mb=int(psutil.virtual_memory().total / 2**20),
@@ -128,6 +125,13 @@ def user_service(db: Database, settings: Settings) -> UserService:
     return UserService(UserStore(db), server_key(settings))
 
 
+def accounting_service(db: Database, settings: Settings) -> AccountingService:
+    """For the operator's commands (calor admin budget, usage), which run no executor."""
+    return AccountingService(
+        UsageStore(db), settings.accounting, lambda: settings.cores or os.cpu_count() or 1
+    )
+
+
 def build_blob_store(settings: Settings, data_dir: Path) -> BlobStore:
     if settings.blob_store == "fs":
         return FsBlobStore(data_dir / "blobs")
@@ -170,7 +174,7 @@ def build_server(settings: Settings) -> Server:
     db = open_database(settings)
     snapshots = SnapshotStore(db)
     engine = Engine(
-        ExecutionStore(db, settings.limits.max_running_tasks_per_user),
+        ExecutionStore(db, settings.limits.max_running_tasks_per_user, settings.accounting),
         reap_leftover,
         due_snapshots=snapshots.due,
         deadlines=DeadlineStore(db).run,
@@ -180,6 +184,14 @@ def build_server(settings: Settings) -> Server:
     objects = ServiceObjects(buckets)
     users = user_service(db, settings)
     secrets_ = SecretService(SecretStore(db), SecretBox(server_key(settings)), settings.limits)
+    # the CPU models of the machines instances run on: this one, or the Dask workers (read
+    # when asked: workers come and go)
+    local_model = cpu_info()[0]
+    cpu_models: Callable[[], list[str]] = lambda: [local_model]  # noqa: E731
+    executor: Executor
+    accounting = AccountingService(
+        UsageStore(db), settings.accounting, lambda: executor.total_cores
+    )
     tasks = TaskService(
         TaskStore(db),
         LogStore(db),
@@ -188,9 +200,13 @@ def build_server(settings: Settings) -> Server:
         snapshots=snapshots,
         bucket_exists=objects.exists,
         check_secrets=secrets_.check_grant,
+        cpu_models=lambda: cpu_models(),
+        admit=accounting.admit,
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
-    executor: Executor
+    # instances' ports are forwarded by the local executor only: a Dask worker's instances
+    # are on other machines
+    forwarder: TcpForwarder | None = None
 
     def capacity() -> Capacity:
         return Capacity(executor.total_cores, executor.free_cores())
@@ -211,6 +227,8 @@ def build_server(settings: Settings) -> Server:
             else None
         ),
         capacity=capacity,
+        cpu_models=lambda: cpu_models(),
+        admit=accounting.admit,
     )
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None
@@ -218,6 +236,7 @@ def build_server(settings: Settings) -> Server:
     if settings.executor == "dask":
         dask = build_dask_executor(settings, data_dir, engine, users)
         executor, receive, cluster = dask, dask.receive, dask.cluster
+        cpu_models = dask.cpu_models
 
         def attempt_secrets(row_id: int, key: str) -> dict[str, str]:
             # only the attempt the cluster runs now, never an older or a made-up one
@@ -235,8 +254,12 @@ def build_server(settings: Settings) -> Server:
             max_output_bytes=settings.limits.max_output_bytes_per_instance,
             files=TaskFiles(objects),
             secrets=lambda job: secrets_.for_attempt(job.row_id),
+            energy=RaplMeter.detect(),
         )
-        executor = LocalExecutor(runner, engine.emit, engine.wake, cores=settings.cores)
+        forwarder = TcpForwarder()
+        executor = LocalExecutor(
+            runner, engine.emit, engine.wake, cores=settings.cores, forwards=forwarder
+        )
         reap_local = runtime.reap_leftovers
         where = f"runtime: {runtime.name} ({runtime.description})"
     platform = Platform(
@@ -248,9 +271,12 @@ def build_server(settings: Settings) -> Server:
         pools=pools,
         secrets=secrets_,
         host=host_info(executor.total_cores),
+        accounting=accounting,
         executor_receive=receive,
         executor_secrets=attempt_secrets,
         cluster=cluster,
+        cpu_models=lambda: cpu_models(),
+        forwards=forwarder,
     )
 
     def on_start() -> None:
@@ -260,6 +286,8 @@ def build_server(settings: Settings) -> Server:
 
     def on_stop() -> None:
         engine.stop(settings.drain_seconds)
+        if forwarder is not None:
+            forwarder.stop()
         db.dispose()
 
     app = create_app(platform, on_start, on_stop)

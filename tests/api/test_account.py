@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import assert_error
+from tests.conftest import Server
 
 DOCKER_DEFAULTS = {
     "DOCKER_REPO": "library/ubuntu",
@@ -87,3 +88,61 @@ def test_info_and_settings(client: httpx.Client) -> None:
     settings = client.get("/settings")
     assert settings.status_code == 200
     assert "storage" in settings.json()
+
+
+BIG = 2**64  # was a 500 "Integer exceeds 64-bit range" once it reached the JSON encoder
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"offset={BIG}",
+        f"limit={BIG}",
+        f"Offset={BIG}",
+        f"Limit={BIG}",
+        f"offset={2**31}",
+        "offset=-1",
+        "Limit=-5",
+        "limit=1.5",
+    ],
+)
+def test_hardware_constraint_paging_out_of_range_is_400(client: httpx.Client, query: str) -> None:
+    name = query.split("=")[0]
+    assert_error(client.get(f"/hardware-constraints?{query}"), 400, name)
+
+
+def test_hardware_constraint_paging_bounds(client: httpx.Client) -> None:
+    total = client.get("/hardware-constraints").json()["total"]
+    edge = client.get(f"/hardware-constraints?offset={2**31 - 1}&limit={2**31 - 1}").json()
+    assert edge == {"data": [], "offset": 2**31 - 1, "limit": 1000, "total": total}
+    assert client.get("/hardware-constraints?limit=0").json()["limit"] == 1
+
+
+def test_cpu_model_search_shape_and_order(client: httpx.Client) -> None:
+    everything = client.get("/hardware-constraints/cpu-model-constraints/search").json()
+    assert everything and all(
+        set(c) == {"discriminator", "cpuModel"}
+        and c["discriminator"] == "CpuModelHardwareConstraint"
+        for c in everything
+    )
+    model = everything[0]["cpuModel"]
+    first_word = model.split()[0]
+    r = client.get(
+        "/hardware-constraints/cpu-model-constraints/search", params={"cpuModel": first_word}
+    )
+    assert r.status_code == 200 and r.json()[0]["cpuModel"] == model
+    none = client.get(
+        "/hardware-constraints/cpu-model-constraints/search", params={"cpuModel": "zz9-plural"}
+    )
+    assert none.json() == []
+    listed = client.get("/hardware-constraints").json()["data"]
+    assert {"discriminator": "CpuModelHardwareConstraint", "cpuModel": model} in listed
+    too_long = client.get(
+        "/hardware-constraints/cpu-model-constraints/search", params={"cpuModel": "x" * 300}
+    )
+    assert_error(too_long, 400, "cpuModel")
+
+
+def test_cpu_model_search_needs_a_user(server: Server) -> None:
+    r = httpx.get(server.url + "/hardware-constraints/cpu-model-constraints/search")
+    assert r.status_code == 401

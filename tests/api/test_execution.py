@@ -350,6 +350,16 @@ def test_constants_are_never_replaced_by_instance_variables(client: httpx.Client
         assert client.get(f"/tasks/{uuid}/stdout/{i}").text.endswith(f"rank=mine size=all id={i}\n")
 
 
+def test_cpu_time_counts_the_whole_command(client: httpx.Client) -> None:
+    """execTimeSec (and the energy estimated from it) is the command's own CPU time, in the
+    sandbox too: bubblewrap's init once hid it (2 ms reported for 0.25 s of CPU)."""
+    busy = sh("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
+    task = wait_final(client, submit(client, task_body(busy)))
+    assert task["state"] == "Success", task["errors"]
+    [instance] = task["completedInstances"]
+    assert instance["execTimeSec"] >= 0.05, instance
+
+
 def test_output_with_a_nul_byte_does_not_wedge_the_task(client: httpx.Client) -> None:
     uuid = submit(client, task_body(sh(r"printf 'a\000b\n'; echo done")))
     task = wait_final(client, uuid, timeout=20)

@@ -153,3 +153,20 @@ def test_a_two_core_instance_lands_only_where_it_fits(client: httpx.Client) -> N
         hardwareConstraints=[{"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 2}],
     )
     assert _workers_used(client, body) == ["big"] * 4
+
+
+def test_worker_cpu_models_are_searched_and_honoured(client: httpx.Client) -> None:
+    """Each worker says its CPU model (asked by the server with client.run): the search lists
+    it, a task demanding it runs on a worker that has it, one demanding another is a 400."""
+    from calor.runner.machine import cpu_info
+
+    model = cpu_info()[0]  # the workers run on this machine
+    found = client.get("/hardware-constraints/cpu-model-constraints/search").json()
+    assert found == [{"discriminator": "CpuModelHardwareConstraint", "cpuModel": model}]
+    demand = [{"discriminator": "CpuModelHardwareConstraint", "cpuModel": model}]
+    r = client.post("/tasks", json=task_body("echo right-cpu", hardwareConstraints=demand))
+    assert r.status_code == 200, r.text
+    assert wait_final(client, r.json()["uuid"])["state"] == "Success"
+    wrong = [{"discriminator": "CpuModelHardwareConstraint", "cpuModel": "Imaginary Quantum 9"}]
+    r = client.post("/tasks", json=task_body("echo never", hardwareConstraints=wrong))
+    assert r.status_code == 400 and model in r.json()["message"]

@@ -1,4 +1,4 @@
-"""A task's instance totals are kept by the store as its instances change (migration 0014), so
+"""A task's instance totals are kept by the store as its instances change (migration 0015), so
 what the engine does per instance must not grow with the number of instances in the task."""
 
 import sqlite3

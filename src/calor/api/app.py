@@ -9,7 +9,17 @@ from starlette.types import ASGIApp
 from calor import __version__
 from calor.api import errors
 from calor.api.middleware import BodyLimit, NormalizePath
-from calor.api.routes import account, buckets, executor, jobs, pools, secrets, tasks
+from calor.api.routes import (
+    account,
+    accounting,
+    buckets,
+    executor,
+    jobs,
+    network,
+    pools,
+    secrets,
+    tasks,
+)
 from calor.services.platform import Platform
 from calor.web.app import mount_dashboard
 
@@ -33,11 +43,13 @@ def create_app(
     app.state.platform = platform
     errors.install(app)
     app.include_router(account.router)
+    app.include_router(accounting.router)
     app.include_router(tasks.router)
     app.include_router(jobs.router)
     app.include_router(pools.router)
     app.include_router(buckets.router)
     app.include_router(secrets.router)
     app.include_router(executor.router)
+    app.include_router(network.router)
     mount_dashboard(app)
     return NormalizePath(BodyLimit(app, platform.settings.limits.max_body_bytes))

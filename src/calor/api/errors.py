@@ -14,6 +14,7 @@ log = logging.getLogger("calor.api")
 STATUS: dict[type[errors.CalorError], int] = {
     errors.BadRequest: 400,
     errors.Unauthorized: 401,
+    errors.PaymentRequired: 402,
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,

@@ -6,7 +6,7 @@ hardwareConstraints, forcedNetworkRules or resultsCount; status carries both by-
 arrays; dates have at most 6 fractional digits and a Z.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from calor.domain.errors import BadRequest
 from calor.domain.hardware import requirements, whole_cores
 from calor.domain.job import JobRecord, JobSpec
 from calor.domain.pool import PoolRecord, PoolSpec, elastic_policy, parse_policies
+from calor.domain.ports import ActiveForward
 from calor.domain.profiles import PROFILES
 from calor.domain.ranges import format_ranges, parse_ranges
 from calor.domain.secrets import mask_constants, parse_grant
@@ -178,9 +179,25 @@ def job_json(j: JobRecord) -> dict[str, Any]:
 class HostFacts:
     """What the API reports about the machine that runs instances."""
 
-    def __init__(self, cpu_model: str, ghz: float) -> None:
+    def __init__(
+        self,
+        cpu_model: str,
+        ghz: float,
+        forwards: Callable[[str], dict[int, list[ActiveForward]]] | None = None,
+    ) -> None:
         self.cpu_model = cpu_model
         self.ghz = ghz
+        # the open forwards of a task's instances, by instance id (domain/ports.Forwards)
+        self.forwards = forwards
+
+
+def forward_json(f: ActiveForward) -> dict[str, Any]:
+    return {
+        "applicationPort": f.application_port,
+        "forwarderPort": f.forwarder_port,
+        "forwarderHost": f.forwarder_host,
+        "bindAddress": f.bind_address,
+    }
 
 
 def _error(inst: InstanceRecord) -> dict[str, str]:
@@ -281,6 +298,7 @@ def _status(
 ) -> dict[str, Any]:
     succeeded, failed, executed, started = scan.succeeded, scan.failed, scan.executed, scan.started
     running = scan.running
+    forwards = host.forwards(t.uuid) if host.forwards is not None and running else {}
     per_running: list[dict[str, Any]] = [
         {
             "phase": _PHASES.get(i.state, "environment"),
@@ -300,7 +318,7 @@ def _status(
             "cpuModel": host.cpu_model,
             "clockRatio": 1.0,
             "executionAttemptCount": i.attempts,
-            "activeForwards": [],
+            "activeForwards": [forward_json(f) for f in forwards.get(i.instance_id, [])],
             "vpnConnections": [],
         }
         for i in running
@@ -619,7 +637,7 @@ def pool_full(p: PoolRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     out["totalSlotCapacity"] = len(live)
     out["poolUsage"] = round(min(1.0, p.busy_slots / len(live)), 4) if live else 0.0
     out["queuedOrRunningTaskInstancesCount"] = p.task_instances
-    out["credits"] = 0.0
+    out["credits"] = p.credits
     if p.active_policy is not None:
         out["activePolicyName"] = p.active_policy
     return out

@@ -14,14 +14,18 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from calor.cli import account, buckets, jobs, pools, tasks
+from calor.cli import account, billing, buckets, jobs, pools, tasks
+from calor.cli.store_options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir
 from calor.domain.errors import CalorError
-from calor.settings import Limits, Settings
+from calor.services.users import UserService
+from calor.settings import Limits, Settings, accounting_from_env
 
 app = typer.Typer(
     help="calor: a self-hosted compute platform speaking the Qarnot API", no_args_is_help=True
 )
-admin = typer.Typer(help="Administration: users and API tokens", no_args_is_help=True)
+admin = typer.Typer(
+    help="Administration: users, API tokens, budgets and usage", no_args_is_help=True
+)
 user_cmd = typer.Typer(help="Users", no_args_is_help=True)
 token_cmd = typer.Typer(help="API tokens", no_args_is_help=True)
 app.add_typer(admin, name="admin")
@@ -33,23 +37,11 @@ app.command("login")(account.login)
 app.command("info")(account.info)
 admin.add_typer(user_cmd, name="user")
 admin.add_typer(token_cmd, name="token")
+admin.add_typer(billing.budget_cmd, name="budget")
+admin.command("usage")(billing.usage)
 
 console = Console()
 err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path, typer.Option("--data-dir", envvar="CALOR_DATA_DIR", help="where calor keeps its data")
-]
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="CALOR_DATABASE_URL",
-        help="SQLAlchemy URL; default: SQLite in the data dir "
-        "(PostgreSQL: postgresql+psycopg://user@host/db)",
-    ),
-]
-DEFAULT_DATA_DIR = Path("./calor-data")
 
 
 def _fail(exc: CalorError) -> None:
@@ -146,6 +138,7 @@ def serve(
         raise typer.BadParameter("--executor dask needs --dask-scheduler tcp://host:port")
     try:
         limits = Limits.from_env(os.environ)
+        accounting = accounting_from_env(os.environ)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     settings = Settings(
@@ -158,6 +151,7 @@ def serve(
         drain_seconds=drain_seconds,
         keep_alive_seconds=keep_alive_seconds,
         limits=limits,
+        accounting=accounting,
         runtime=runtime,
         docker_network=docker_network,
         secret_key=os.environ.get("CALOR_SECRET_KEY"),
@@ -219,13 +213,8 @@ async def _serve_both(api: uvicorn.Config, storage: uvicorn.Config) -> None:
         await gateway_task
 
 
-def _users(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
-    from calor.wiring import open_database, user_service
-
-    settings = Settings(
-        data_dir=data_dir, database_url=database_url, secret_key=os.environ.get("CALOR_SECRET_KEY")
-    )
-    return user_service(open_database(settings), settings)
+def _users(data_dir: Path, database_url: str | None) -> UserService:
+    return billing.open_store(data_dir, database_url)[0]
 
 
 @user_cmd.command("create")

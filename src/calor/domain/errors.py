@@ -21,6 +21,11 @@ class Forbidden(CalorError):
     """The caller may not do this (quotas included)."""
 
 
+class PaymentRequired(CalorError):
+    """The user's budget is spent, or the request exceeds their computing quota (the SDK's
+    NotEnoughCreditsException); nothing was created."""
+
+
 class NotFound(CalorError):
     """The object does not exist for this caller (other users' objects included)."""
 

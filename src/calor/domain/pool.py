@@ -332,6 +332,8 @@ class PoolRecord:
     busy_slots: int = 0
     # what the pool cannot get now, said in its errors (never a silent wait)
     notes: list[str] = field(default_factory=list)
+    # what its slots were billed (store/usage.py): cores held * time * price
+    credits: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -346,11 +348,17 @@ def _cores_text(cores: float) -> str:
     return f"{cores:.2f}".rstrip("0").rstrip(".")
 
 
+def min_slots(spec: PoolSpec) -> int:
+    """The slots the pool holds at once whatever happens: an elastic pool grows as far as
+    cores allow, so only its minimum counts."""
+    return min((p.min_slots for p in spec.policies), default=0) if spec.elastic else spec.slots
+
+
 def check_fits(spec: PoolSpec, total_cores: int) -> None:
     """Refuse the pool whose slots could never all hold their cores at once on this
     executor: it would wait forever short of FullyExecuting. An elastic pool grows as far as
     cores allow, so only its minimum must fit."""
-    floor = min((p.min_slots for p in spec.policies), default=0) if spec.elastic else spec.slots
+    floor = min_slots(spec)
     need = floor * spec.cores
     if need <= total_cores + CORE_EPSILON:
         return

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from calor.domain.accounting import EnergySample
 from calor.domain.transfer import Transfers, Upload
 
 
@@ -35,6 +36,11 @@ class InstanceJob:
     # its task (or pool) grants it secrets (secretsAccessRights): their values are read at
     # the attempt's start from a SecretsSource, never carried here
     secrets: bool = False
+    # CpuModel hardware constraints: the machine must have one of these models (empty: any)
+    cpu_models: tuple[str, ...] = ()
+    # TCP ports of the instance forwarded to the server's host while it runs
+    # (domain/network.py)
+    forward_ports: tuple[int, ...] = ()
 
 
 # the secrets an attempt is granted, by key, read when it starts (in process, or from the
@@ -78,6 +84,9 @@ class Finished:
     extra: dict[str, str] = field(default_factory=dict)
     # "bucket/key" of each result object uploaded when the attempt ended
     results: tuple[str, ...] = ()
+    # the attempt's share of the energy RAPL measured over its run (J); None: not measured
+    # (the server estimates it from the CPU time, domain/accounting.py)
+    energy_j: float | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,36 @@ class Executor(Protocol):
         ...
 
     def stop(self, grace_seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class ActiveForward:
+    """A port of a running instance reachable at forwarder_host:forwarder_port."""
+
+    application_port: int
+    forwarder_port: int
+    forwarder_host: str
+    bind_address: str
+
+
+class Forwards(Protocol):
+    """Forwarders of running instances' ports: opened by the executor when an instance
+    starts, closed when it ends; read by the API (activeForwards)."""
+
+    def open(self, job: InstanceJob, target_host: str) -> list[ActiveForward]: ...
+
+    def close(self, row_id: int) -> None: ...
+
+    def active(self, task_uuid: str) -> dict[int, list[ActiveForward]]:
+        """The open forwards of a task's (or pool slot task's) instances, by instance id."""
+
+
+class EnergyMeter(Protocol):
+    """The machine's energy counters (RAPL), read before and after each attempt."""
+
+    def sample(self) -> EnergySample | None:
+        """None when the counters cannot be read now."""
+        ...
 
 
 class Clock(Protocol):

@@ -17,6 +17,8 @@ class Profile:
     name: str
     constants: tuple[ProfileConstant, ...]
     network: bool = False
+    # TCP ports of each instance forwarded to the server's host (domain/network.py)
+    forwarded_ports: tuple[int, ...] = ()
 
     def defaults(self) -> dict[str, str]:
         return {c.name: c.value for c in self.constants}
@@ -55,6 +57,17 @@ PROFILES: dict[str, Profile] = {
         Profile("docker-batch", _DOCKER_CONSTANTS),
         # the same, with the network reachable from the container (every other profile has none)
         Profile("docker-network", _DOCKER_CONSTANTS, network=True),
+        # the hosted SSH how-to's profile: port 22 of each instance is forwarded; the image
+        # runs sshd with the public key the task gives in DOCKER_SSH
+        Profile(
+            "docker-network-ssh",
+            (
+                *_DOCKER_CONSTANTS,
+                ProfileConstant("DOCKER_SSH", "", "SSH public key the instance's sshd accepts"),
+            ),
+            network=True,
+            forwarded_ports=(22,),
+        ),
         Profile("ubuntu", _with_repo("library/ubuntu")),
         Profile("python", _with_repo("library/python")),
     )

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from calor.domain.hardware import machine_fits
 from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob, Leftover, Started
 from calor.domain.transfer import Upload
 from calor.executors.remote import StorageCredentials, WorkerSetup, run_instance
 from calor.executors.wire import Orders, decode_event
+from calor.runner.machine import cpu_model
 
 log = logging.getLogger("calor.dask")
 
@@ -80,6 +82,8 @@ class DaskExecutor:
         self._flight: dict[int, _InFlight] = {}
         self._stopping = threading.Event()
         self._capacity: list[dict[str, float]] = []
+        self._workers: dict[str, dict[str, float]] = {}  # address -> resources
+        self._models: dict[str, str] = {}  # address -> CPU model, asked once per worker
         self._aborted: dict[str, float] = {}  # key -> until when a worker's report is killed
         self._refresh_capacity()
         self._poller = threading.Thread(target=self._poll, daemon=True, name="calor-dask-poll")
@@ -89,7 +93,26 @@ class DaskExecutor:
 
     def _refresh_capacity(self) -> None:
         workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
-        self._capacity = [dict(w.get("resources") or {}) for w in workers.values()]
+        resources = {str(a): dict(w.get("resources") or {}) for a, w in workers.items()}
+        new = [a for a in resources if a not in self._models]
+        models = dict(self._models)
+        if new:
+            # Dask resources are numbers: each worker tells its CPU model when first seen
+            try:
+                answers = self.client.run(cpu_model, workers=new, on_error="return")
+            except Exception as exc:
+                log.warning("Dask workers did not say their CPU model: %s", exc)
+                answers = {}
+            models.update({str(a): m for a, m in answers.items() if isinstance(m, str)})
+        with self._lock:
+            self._workers = resources
+            self._capacity = list(resources.values())
+            self._models = {a: m for a, m in models.items() if a in resources}
+
+    def cpu_models(self) -> list[str]:
+        """The CPU models of the workers the cluster has now."""
+        with self._lock:
+            return sorted(set(self._models.values()))
 
     def cluster(self) -> dict[str, Any]:
         """Workers, cores and memory the cluster offers, and what calor uses of it."""
@@ -103,6 +126,7 @@ class DaskExecutor:
             "memoryBytes": int(sum(w.get("MEM", 0) for w in self._capacity)),
             "usedCores": used,
             "runningInstances": running,
+            "cpuModels": self.cpu_models(),
         }
 
     @property
@@ -114,22 +138,33 @@ class DaskExecutor:
             used = sum(f.cores for f in self._flight.values())
         return self.total_cores * QUEUE_AHEAD - used
 
-    def _resources(self, job: InstanceJob) -> dict[str, float] | str:
-        """What the attempt asks of a worker, or why no worker can ever give it."""
+    def _resources(self, job: InstanceJob) -> tuple[dict[str, float], list[str] | None] | str:
+        """What the attempt asks of a worker and, when it demands a CPU model, the workers
+        that have it; or why no worker can ever give it."""
+        with self._lock:
+            workers, models = dict(self._workers), dict(self._models)
         wanted: dict[str, float] = {"CPU": float(job.cores)}
-        if job.memory_limit_mb and any("MEM" in w for w in self._capacity):
+        if job.memory_limit_mb and any("MEM" in w for w in workers.values()):
             wanted["MEM"] = float(job.memory_limit_mb) * 2**20
-        if not any("CPU" in w for w in self._capacity):
+        if not any("CPU" in w for w in workers.values()):
             return (
                 "no Dask worker advertises CPU: start workers with "
                 '--resources "CPU=<cores>,MEM=<bytes>"'
             )
-        if not any(all(w.get(k, 0) >= v for k, v in wanted.items()) for w in self._capacity):
-            largest = max(self._capacity, key=lambda w: w.get("CPU", 0))
+        placed: list[str] | None = None
+        if job.cpu_models:
+            placed = [a for a in workers if machine_fits(job.cpu_models, models.get(a, ""))]
+            if not placed:
+                asked = " or ".join(repr(m) for m in job.cpu_models)
+                have = ", ".join(repr(m) for m in sorted(set(models.values()))) or "none known"
+                return f"no Dask worker has the CPU model {asked}; the workers have: {have}"
+            workers = {a: workers[a] for a in placed}
+        if not any(all(w.get(k, 0) >= v for k, v in wanted.items()) for w in workers.values()):
+            largest = max(workers.values(), key=lambda w: w.get("CPU", 0))
             asked = ", ".join(f"{k}={v:g}" for k, v in wanted.items())
             has = ", ".join(f"{k}={v:g}" for k, v in sorted(largest.items()))
             return f"no Dask worker can run this instance: it needs {asked}; the largest has {has}"
-        return wanted
+        return wanted, placed
 
     # -- attempts ------------------------------------------------------------------------
 
@@ -151,6 +186,7 @@ class DaskExecutor:
             self.emit(Finished(job.row_id, _utcnow(), None, error=resources))
             self.on_free()
             return
+        wanted, placed = resources
         key = self._key(job.row_id, job.attempt)
         with self._lock:
             self._flight[job.row_id] = _InFlight(job.row_id, key, job.cores)
@@ -161,7 +197,9 @@ class DaskExecutor:
             self.credentials_for(job.user_id),
             key,
             key=key,
-            resources=resources,
+            resources=wanted,
+            workers=placed,
+            allow_other_workers=False,
             pure=False,
             retries=0,
         )

@@ -1,15 +1,25 @@
 """The local executor: instances run concurrently on this machine, up to its cores."""
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 
-from calor.domain.ports import EventSink, Finished, InstanceEvent, InstanceJob, Leftover
+from calor.domain.ports import (
+    EventSink,
+    Finished,
+    Forwards,
+    InstanceEvent,
+    InstanceJob,
+    Leftover,
+)
 from calor.domain.transfer import Upload
 from calor.executors.background import in_background
 from calor.runner.instance import InstanceRunner
 from calor.runner.runtime import Handle
+
+log = logging.getLogger("calor.executor")
 
 
 class LocalExecutor:
@@ -19,8 +29,11 @@ class LocalExecutor:
         emit: EventSink,
         on_free: Callable[[], None],
         cores: int | None = None,
+        forwards: Forwards | None = None,
     ) -> None:
         self.runner = runner
+        # the forwarded ports of running instances (domain/network.py), opened at their start
+        self.forwards = forwards
         self.emit = emit
         self.on_free = on_free
         self._total = cores or os.cpu_count() or 1
@@ -55,9 +68,16 @@ class LocalExecutor:
             if abort:
                 proc.cancelled = True
                 proc.terminate_tree()
+            elif job.forward_ports and self.forwards is not None and proc.address:
+                try:
+                    self.forwards.open(job, proc.address)
+                except Exception as exc:  # the instance runs on, unreachable
+                    log.warning("ports of instance row %d not forwarded: %s", job.row_id, exc)
 
         def emit(event: InstanceEvent) -> None:
             if isinstance(event, Finished):
+                if self.forwards is not None and job.forward_ports:
+                    self.forwards.close(job.row_id)
                 # capacity is free before the outcome is seen, so the next claim can use it
                 with self._lock:
                     self._used -= self._cores(job)

@@ -25,6 +25,7 @@ from calor.executors.background import in_background
 from calor.executors.wire import Orders, encode_event
 from calor.runner.files import TaskFiles
 from calor.runner.instance import InstanceRunner
+from calor.runner.rapl import RaplMeter
 from calor.runner.runtime import Handle, Runtime
 
 log = logging.getLogger("calor.worker")
@@ -272,6 +273,7 @@ class WorkerState:
             max_output_bytes=self.setup.max_output_bytes,
             files=TaskFiles(objects),
             secrets=ServerSecrets(self.setup.server_url, self.setup.token, key),
+            energy=RaplMeter.detect(),  # this worker's machine's counters
         )
         emit = channel.sink(key)
         attempt = _Attempt(runner, emit)

@@ -59,6 +59,7 @@ class ContainerHandle:
         self.container = container
         self.cancelled = False
         self.interrupted = False
+        self.address: str | None = None
 
     def terminate_tree(self) -> None:
         # in a thread: the caller (an API request or the engine) must not wait for the engine
@@ -179,6 +180,8 @@ class DockerRuntime:
             and any((CGROUP_ROOT / name).exists() for name in ("cpuacct", "cgroup.controllers"))
         )
         self.description = f"Docker {info.get('ServerVersion', '?')} at {client.api.base_url}"
+        # an engine on this machine (unix socket): its containers' addresses are reachable
+        self.local_engine = str(client.api.base_url).startswith("http+docker://")
         self._cgroup_base = f"calor-{server_id}"
         self._image_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -386,6 +389,8 @@ class DockerRuntime:
                 )
             return _failed(f"the container could not start: {_explain(exc)}")
         handle = ContainerHandle(container)
+        if launch.job.network:
+            handle.address = self._address(container)
         launch.on_start(handle, 0, 0.0)  # found by label at recovery, not by pid
         usage = _StatsUsage(container) if cgroup is None else None
         out, err = LineAssembler(launch.stdout), LineAssembler(launch.stderr)
@@ -411,6 +416,20 @@ class DockerRuntime:
             error = f"{error}: {state.get('Error') or status['Error']['Message']}"
         cpu, peak = usage.read() if usage else (0.0, 0)
         return RunResult(exit_code=code, cpu_time_sec=cpu, peak_memory_mb=peak, error=error)
+
+    def _address(self, container: Container) -> str | None:
+        """Where this host reaches a started container: its own address on a bridge network,
+        or loopback when it shares the host's network. A remote engine's containers are on
+        another machine: not reachable from here."""
+        if not self.local_engine:
+            return None
+        if self.network == "host":
+            return "127.0.0.1"
+        with contextlib.suppress(*EngineError):
+            container.reload()
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        found = (networks.get(self.network) or {}).get("IPAddress")
+        return str(found) if found else None
 
 
 def _failed(error: str) -> RunResult:

@@ -39,6 +39,7 @@ class RunningProcess:
             self.proc_start = 0.0
         self.cancelled = False
         self.interrupted = False
+        self.address: str | None = None
         self._killed = threading.Event()
 
     def terminate_tree(self) -> None:
@@ -96,7 +97,10 @@ class HostRuntime:
     ) -> list[str]:
         if not self.bwrap:
             return list(command)
-        argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        # --as-pid-1: the command is the namespace's init, as in a container, and bwrap waits
+        # for it itself; with bwrap's own init in between, bwrap exits on the init's exit code
+        # without reaping it, and the command's CPU time never reaches our wait4
+        argv = [self.bwrap, "--die-with-parent", "--unshare-pid", "--as-pid-1", "--unshare-ipc"]
         if not network:
             argv.append("--unshare-net")
         argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
@@ -128,7 +132,12 @@ class HostRuntime:
             start_new_session=True,
             close_fds=True,
         )
-        return RunningProcess(popen)
+        proc = RunningProcess(popen)
+        # with network, the instance shares this host's (bwrap keeps it); without, the
+        # sandbox gives it a network of its own that nothing reaches
+        if network:
+            proc.address = "127.0.0.1"
+        return proc
 
     def paths(self, workdir: Path) -> tuple[str, str]:
         return str(workdir), str(self.tmp_path(workdir))

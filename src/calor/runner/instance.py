@@ -12,8 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from calor.domain.accounting import attributed_energy_j
 from calor.domain.command import CommandError, split_command
 from calor.domain.ports import (
+    EnergyMeter,
     EventSink,
     Finished,
     InstanceJob,
@@ -89,8 +91,12 @@ class InstanceRunner:
         keep_workdirs: bool = False,
         files: TaskFiles | None = None,
         secrets: SecretsSource | None = None,
+        energy: EnergyMeter | None = None,
     ):
         self.runtime = runtime
+        # RAPL, where the machine has it: each attempt reports its share of the energy drawn
+        # while it ran; without it the server estimates the energy from the CPU time
+        self.energy = energy
         self.secrets = secrets
         self.work_root = work_root
         self.max_output_bytes = max_output_bytes
@@ -102,6 +108,7 @@ class InstanceRunner:
 
     def run(self, job: InstanceJob, emit: EventSink, on_process: Callable[[Handle], None]) -> None:
         t0 = time.monotonic()
+        energy_before = self.energy.sample() if self.energy else None
         # <task>/<instance>/task is TASK_PATH; the runtime may keep scratch space beside it.
         # An instance on a pool works in its slot's, which outlives it.
         slot = self.work_root / job.task_uuid / str(job.instance_id)
@@ -135,6 +142,10 @@ class InstanceRunner:
                 with contextlib.suppress(OSError):
                     slot.parent.rmdir()
         handle = handles[0] if handles else None
+        energy_after = self.energy.sample() if self.energy and energy_before else None
+        energy_j = None
+        if energy_before is not None and energy_after is not None:
+            energy_j = attributed_energy_j(energy_before, energy_after, outcome.cpu_time_sec)
         emit(
             Finished(
                 outcome.row_id,
@@ -147,6 +158,7 @@ class InstanceRunner:
                 cancelled=bool(handle and handle.cancelled),
                 interrupted=bool(handle and handle.interrupted),
                 results=results,
+                energy_j=energy_j,
             )
         )
 

@@ -25,6 +25,9 @@ class Handle(Protocol):
 
     cancelled: bool
     interrupted: bool
+    # where the server reaches the attempt's network, for port forwarding (None: it has no
+    # network of its own the server can reach)
+    address: str | None
 
     def terminate_tree(self) -> None:
         """Abort: stop everything the attempt started, within 2 s."""

@@ -8,17 +8,22 @@ from typing import Any
 
 from calor.domain.errors import BadRequest, NotFound
 from calor.domain.filters import Filter
+from calor.domain.hardware import check_cpu_models
+from calor.domain.network import forward_rules
 from calor.domain.pool import (
     Capacity,
     PoolRecord,
     PoolSpec,
     check_fits,
+    min_slots,
     parse_policies,
     waiting_note,
 )
 from calor.services.tasks import (
+    Admission,
     InstanceControl,
     SecretsCheck,
+    admit_all,
     check_resource_buckets,
     decode_token,
     encode_token,
@@ -52,6 +57,8 @@ class PoolService:
         clock: Callable[[], datetime] = utcnow,
         capacity: Callable[[], Capacity] | None = None,
         check_secrets: SecretsCheck = no_secrets,
+        cpu_models: Callable[[], list[str]] | None = None,
+        admit: Admission = admit_all,
     ) -> None:
         self.pools = pools
         self.logs = logs
@@ -65,6 +72,8 @@ class PoolService:
         # submit, what it cannot get now is said in its errors
         self.capacity = capacity
         self.check_secrets = check_secrets
+        self.cpu_models = cpu_models
+        self.admit = admit  # budgets and computing quotas
 
     def create(self, user_id: int, spec: PoolSpec) -> str:
         if self.unsupported:
@@ -73,6 +82,10 @@ class PoolService:
             check_fits(spec, self.capacity().total)
         check_resource_buckets(self.bucket_exists, user_id, spec.document)
         self.check_secrets(user_id, spec.document.get("secretsAccessRights"), None)
+        if self.cpu_models is not None:
+            check_cpu_models(spec.document.get("hardwareConstraints") or [], self.cpu_models())
+        forward_rules(spec.profile, spec.document.get("forcedNetworkRules"))
+        self.admit(user_id, min_slots(spec) * spec.cores, "this pool (its slots at once)")
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid

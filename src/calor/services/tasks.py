@@ -9,6 +9,8 @@ from typing import Any, Protocol, TypeVar
 
 from calor.domain.errors import BadRequest, CalorError, Forbidden, NotFound
 from calor.domain.filters import Filter
+from calor.domain.hardware import check_cpu_models
+from calor.domain.network import forward_rules
 from calor.domain.secrets import keep_masked
 from calor.domain.task import TaskRecord, TaskSpec
 from calor.domain.transfer import SnapshotPlan, SnapshotRecord, check_patterns, resource_sources
@@ -76,6 +78,14 @@ def no_secrets(_user: int, raw: Any, _already: Any) -> None:
         raise BadRequest("this server keeps no secrets: secretsAccessRights cannot be granted")
 
 
+# (user id, cores the submission needs at once, what needs them): raises when refused
+Admission = Callable[[int, float, str], None]
+
+
+def admit_all(_user: int, _cores: float, _what: str) -> None:
+    """No budgets nor quotas (services built without accounting, as in unit tests)."""
+
+
 def page_size(limits: Limits, requested: int | None) -> int:
     if requested is None or requested <= 0:
         return limits.page_default
@@ -112,6 +122,8 @@ class TaskService:
         bucket_exists: Callable[[int, str], bool] = lambda _user, _name: True,
         clock: Callable[[], datetime] = utcnow,
         check_secrets: SecretsCheck = no_secrets,
+        cpu_models: Callable[[], list[str]] | None = None,
+        admit: Admission = admit_all,
     ) -> None:
         self.tasks = tasks
         self.logs = logs
@@ -122,6 +134,10 @@ class TaskService:
         self.clock = clock
         # secretsAccessRights.bySecret names secrets of the submitter (services/secrets.py)
         self.check_secrets = check_secrets
+        # the CPU models of the machines instances can run on (None: not checked)
+        self.cpu_models = cpu_models
+        # budgets and computing quotas (services/accounting.py)
+        self.admit = admit
 
     def _check_files(self, user_id: int, spec: TaskSpec) -> None:
         """Bad filters and missing resource buckets are refused at submit (contract §9.3)."""
@@ -137,6 +153,9 @@ class TaskService:
         )
         check_resource_buckets(self.bucket_exists, user_id, doc)
         self.check_secrets(user_id, doc.get("secretsAccessRights"), None)
+        if self.cpu_models is not None:
+            check_cpu_models(doc.get("hardwareConstraints") or [], self.cpu_models())
+        forward_rules(spec.profile, doc.get("forcedNetworkRules"))
 
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
         """One result per spec, in order: a uuid, or why that spec was refused."""
@@ -144,6 +163,9 @@ class TaskService:
         for i, spec in enumerate(specs):
             try:
                 self._check_files(user_id, spec)
+                # an instance on a pool runs on cores its pool's slot already holds
+                cores = 0.0 if spec.pool_uuid else spec.cores
+                self.admit(user_id, cores, "an instance of this task")
             except CalorError as exc:
                 refused[i] = exc
         kept = [spec for i, spec in enumerate(specs) if i not in refused]
@@ -173,8 +195,12 @@ class TaskService:
     def periodic_snapshots(
         self, user_id: int, key: str, interval: Any, request: dict[str, Any]
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
-            raise BadRequest(f"interval must be a whole number of seconds >= 0, not {interval!r}")
+        # bounded: a next due time past the year 9999 is an overflow, not a snapshot plan
+        if isinstance(interval, bool) or not isinstance(interval, int) or not 0 <= interval < 2**31:
+            raise BadRequest(
+                f"interval must be a whole number of seconds from 0 to {2**31 - 1}, "
+                f"not {interval!r}"
+            )
         self._snapshots().set_periodic(user_id, key, interval, request, self.clock())
 
     def snapshot_status(self, user_id: int, key: str, snapshot_id: str) -> SnapshotRecord:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from calor.domain.errors import BadRequest, Unauthorized
+from calor.domain.errors import BadRequest, NotFound, Unauthorized
 from calor.domain.users import User
 from calor.store.users import UserStore
 
@@ -86,6 +86,12 @@ class UserService:
             raise BadRequest(f"{email!r} is not an e-mail address")
         nonce, token = self._new_token()
         return self.store.create(email, hash_token(token), nonce, self.clock()), token
+
+    def find(self, email: str) -> User:
+        found = self.store.by_email(email.strip())
+        if found is None:
+            raise NotFound(f"no user with e-mail {email!r}")
+        return found[0]
 
     def rotate(self, email: str) -> str:
         nonce, token = self._new_token()

@@ -7,7 +7,10 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, true, update
 
+from calor.domain.accounting import Accounting
+from calor.domain.errors import BadRequest
 from calor.domain.hardware import CORE_EPSILON, requirements
+from calor.domain.network import forward_rules
 from calor.domain.pool import SlotState
 from calor.domain.ports import (
     Finished,
@@ -36,6 +39,7 @@ from calor.store.engine import Database
 from calor.store.logs import LogStore
 from calor.store.records import recompute
 from calor.store.tables import instances, snapshots, tasks
+from calor.store.usage import record_attempt
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
@@ -194,6 +198,22 @@ def _bump_results_count(conn: Any, task_id: int) -> None:
     )
 
 
+def _forward_ports(row: Any, pool: dict[str, Any] | None) -> tuple[int, ...]:
+    """The ports forwarded for this instance: its task's rules, and its pool's for a task on
+    a pool (it runs in the pool's slot); checked at submit, so a rule refused now (the
+    profile changed meaning in an upgrade) forwards nothing rather than failing the run."""
+    ports: set[int] = set()
+    for document in (row.document, pool):
+        if document is None:
+            continue
+        try:
+            rules = forward_rules(row.profile, document.get("forcedNetworkRules"))
+        except BadRequest:
+            continue
+        ports.update(r.port for r in rules)
+    return tuple(sorted(ports))
+
+
 def _constants(
     profile: str, document: dict[str, Any], pool: dict[str, Any] | None = None
 ) -> dict[str, str]:
@@ -221,6 +241,7 @@ def _job(
     row: Any, cores: float, pool: dict[str, Any] | None = None, slot: tuple[str, int] | None = None
 ) -> InstanceJob:
     profile = PROFILES.get(row.profile)
+    needs = requirements(row.document.get("hardwareConstraints") or [])
     return InstanceJob(
         row_id=row.id,
         task_uuid=row.uuid,
@@ -231,18 +252,30 @@ def _job(
         constants=_constants(row.profile, row.document, pool),
         cores=cores,
         network=profile.network if profile else False,
-        memory_limit_mb=requirements(row.document.get("hardwareConstraints") or []).memory_limit_mb,
+        memory_limit_mb=needs.memory_limit_mb,
         user_id=row.user_id,
         transfers=transfers(row.document, row.result_bucket),
         hold=row.slots_of is not None,
         slot=slot,
         secrets=bool(grant_of([row.document, pool])),
+        cpu_models=needs.cpu_models,
+        forward_ports=_forward_ports(row, pool),
     )
 
 
 class ExecutionStore:
-    def __init__(self, db: Database, max_running_tasks: int | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_running_tasks: int | None = None,
+        rates: Accounting | None = None,
+    ) -> None:
         self.db = db
+        # every ended attempt is accounted (store/usage.py) at these rates
+        self.rates = rates or Accounting()
+        # the executor's cores, as the last claim saw them: an instance asking for more got
+        # them all, and is billed for what it held
+        self._total_cores: int | None = None
         # per user (maxRunningTask); None: no limit
         self.max_running_tasks = max_running_tasks
         # a pool slot can be idle only after it reported Ready to this server (a restart
@@ -251,6 +284,7 @@ class ExecutionStore:
 
     def claim(self, free_cores: float, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
+        self._total_cores = total_cores
         if free_cores < CORE_EPSILON and not (self._slots_ready and self._slot_wanted()):
             return []
         with self.db.write() as conn:
@@ -497,6 +531,9 @@ class ExecutionStore:
             new = InstanceState.FAILURE
         values["state"] = new.value
         conn.execute(_UPDATE_INSTANCE, {"_row_id": row.id, **values})
+        record_attempt(
+            conn, row.task_id, row.instance_id, row.attempts, ev, self.rates, self._total_cores
+        )
         return new
 
     def leftovers(self) -> list[Leftover]:

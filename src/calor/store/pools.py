@@ -39,6 +39,7 @@ from calor.store.records import load_instances, recompute, task_record
 from calor.store.settle import CANCELLED_CODE, NOT_FINAL, append_error
 from calor.store.tables import instances, pool_tags, pools, tasks
 from calor.store.tasks import abort_task, new_instance_rows, new_task_row
+from calor.store.usage import pool_credits
 
 _PENDING = [s.value for s in PENDING_INSTANCE_STATES]
 _LIVE = [s.value for s in ACTIVE_INSTANCE_STATES | PENDING_INSTANCE_STATES]
@@ -71,6 +72,7 @@ def _record(
     tags: list[str],
     slots: Any = None,
     task_instances: tuple[int, int] = (0, 0),
+    credits: float = 0.0,
 ) -> PoolRecord:
     return PoolRecord(
         id=row.id,
@@ -94,6 +96,7 @@ def _record(
         slots=slots,
         task_instances=task_instances[0],
         busy_slots=task_instances[1],
+        credits=credits,
     )
 
 
@@ -345,11 +348,13 @@ class PoolStore:
         slot_ids = [r.slots_task_id for r in rows]
         slot_rows = {t.id: t for t in conn.execute(select(tasks).where(tasks.c.id.in_(slot_ids)))}
         insts = load_instances(conn, slot_ids)
+        credits = pool_credits(conn, [r.uuid for r in rows])
         out = []
         for r in rows:
             slot = slot_rows.get(r.slots_task_id)
             record = task_record(slot, [], insts[r.slots_task_id]) if slot is not None else None
-            out.append(_record(r, tags[r.id], record, counts.get(r.id, (0, 0))))
+            task_instances = counts.get(r.id, (0, 0))
+            out.append(_record(r, tags[r.id], record, task_instances, credits.get(r.uuid, 0.0)))
         return out
 
     def get(self, user_id: int, key: str) -> PoolRecord:

@@ -26,7 +26,7 @@ CORES = Integer().with_variant(Float(), "postgresql")
 
 metadata = MetaData()
 
-# tasks' count of instances in each state (kept by the triggers of migration 0014)
+# tasks' count of instances in each state (kept by the triggers of migration 0015)
 COUNT_COLUMNS: dict[InstanceState, str] = {
     InstanceState.WAITING: "n_waiting",
     InstanceState.QUEUED: "n_queued",
@@ -86,7 +86,7 @@ tasks = Table(
     Column("running_core_count", Integer, nullable=False, default=0),
     Column("execution_time_sec", Float, nullable=False, default=0.0),
     Column("wall_time_sec", Float, nullable=False, default=0.0),
-    # the totals of its instances, kept by triggers on instances (migration 0014): deriving
+    # the totals of its instances, kept by triggers on instances (migration 0015): deriving
     # the task's state reads these and its few active instances, never all of them
     Column("first_start", DateTime),
     Column("last_end", DateTime),
@@ -402,4 +402,59 @@ secrets = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Index("ix_secrets_user_key", "user_id", "key", unique=True),
+)
+
+# -- usage (accounting): what each instance attempt consumed, and its roll-ups ---------------
+
+# one row per ended attempt; no foreign key to tasks: billing outlives a deleted task
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, nullable=False),
+    Column("task_uuid", String(36)),  # null for a pool's slot (the pool holds the cores)
+    Column("pool_uuid", String(36)),  # the pool of a slot, or of a task that ran on one
+    Column("job_uuid", String(36)),
+    Column("name", String(255), nullable=False),  # the task's (or "slots of pool …")
+    Column("instance_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("ended_at", DateTime, nullable=False),
+    Column("cores", Float, nullable=False),
+    Column("wall_time_sec", Float, nullable=False),
+    Column("cpu_time_sec", Float, nullable=False),
+    Column("core_seconds", Float, nullable=False),
+    Column("peak_memory_mb", Integer, nullable=False),
+    Column("energy_j", Float, nullable=False),  # IT energy
+    Column("energy_measured", Boolean, nullable=False),  # RAPL (else estimated)
+    Column("credits", Float, nullable=False),  # at the price of the day it ended
+    Index("ix_usage_records_ended_at", "ended_at"),
+    Index("ix_usage_records_user_ended_at", "user_id", "ended_at"),
+)
+
+# sums of usage_records per scope ("user", "task", "pool", "job") and key (the user's id or
+# the object's uuid), kept in step with each insert: a task's or a user's figures are one
+# row read however long the history is
+usage_totals = Table(
+    "usage_totals",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("key", String(36), primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("core_seconds", Float, nullable=False),
+    Column("cpu_time_sec", Float, nullable=False),
+    Column("wall_time_sec", Float, nullable=False),
+    Column("peak_memory_mb", Integer, nullable=False),
+    Column("energy_j", Float, nullable=False),
+    Column("measured_energy_j", Float, nullable=False),
+    Column("credits", Float, nullable=False),
+)
+
+# the credit budget an operator gave a user (calor admin budget set); none: no cap
+credit_budgets = Table(
+    "credit_budgets",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("credits", Float, nullable=False),
+    Column("set_at", DateTime, nullable=False),
 )

@@ -32,7 +32,8 @@ def _spec(p: Platform, raw: Any) -> PoolSpec:
 
 
 def _items(p: Platform, records: Iterable[PoolRecord], full: bool) -> Iterator[Any]:
-    now, host = utcnow(), HostFacts(p.host.cpu_model, p.host.ghz)
+    forwards = p.forwards.active if p.forwards else None
+    now, host = utcnow(), HostFacts(p.host.cpu_model, p.host.ghz, forwards)
     for record in records:
         yield pool_full(record, now, host) if full else pool_summary(record)
 

@@ -38,7 +38,7 @@ router = APIRouter()
 
 
 def _facts(p: Platform) -> HostFacts:
-    return HostFacts(p.host.cpu_model, p.host.ghz)
+    return HostFacts(p.host.cpu_model, p.host.ghz, p.forwards.active if p.forwards else None)
 
 
 def _full(p: Platform, record: TaskRecord) -> dict[str, Any]:

@@ -3,16 +3,16 @@ first start, last end), maintained by triggers on instances in the same statemen
 instance's change, so that deriving a task's state costs the same at 10 or 10^5 instances
 and no write path can forget them
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-04 20:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
