@@ -171,9 +171,9 @@ def derive_from(
     counts = totals.counts
     running = counts.get(InstanceState.EXECUTING, 0) + counts.get(InstanceState.UPLOADING, 0)
     wall = 0.0
+    last_end = totals.last_end
     if totals.first_start is not None:
-        final = state in FINAL_TASK_STATES and totals.last_end is not None
-        until = totals.last_end if final and totals.last_end is not None else now
+        until = last_end if state in FINAL_TASK_STATES and last_end is not None else now
         wall = max(0.0, (until - totals.first_start).total_seconds())
     n = totals.total
     return Derived(
