@@ -16,43 +16,14 @@ Targets: instances/s at the largest N >= 0.8 x the figure at 10^3 (flat in N), a
 
 import argparse
 import os
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-from common import result, running_server, task_body
-
-from calor.runner.host import HostRuntime
-
-
-def bare_spawn_rate(root: Path, n: int, cores: int) -> float:
-    runtime = HostRuntime(hidden_dirs=[root / "hidden"])
-    work = root / f"bare-{uuid.uuid4().hex[:8]}"
-    work.mkdir(parents=True)
-
-    def spawn(i: int) -> None:
-        workdir = work / str(i)
-        workdir.mkdir()
-        done = subprocess.run(
-            runtime.argv(["true"], workdir, network=False),
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            start_new_session=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"bare spawn failed: {done.stderr!r}")
-
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=cores) as pool:
-        list(pool.map(spawn, range(n)))
-    return n / (time.monotonic() - t0)
+from common import bare_spawn_rate, result, running_server, task_body
 
 
 class PeakRss:
