@@ -15,6 +15,9 @@ allowed-failures 0 and no work stealing, as calor asks) and 2 workers advertisin
 The two alternate for a few rounds on the same cluster (after a warm-up of each), and the ratio
 uses the medians.
 
+With --one-task, calor gets the N instances as one task of N instances (issue 13: a big task
+must cost per instance what small ones do); the figures are then instances/s.
+
 Latency: M tasks (`sleep 0.5`) one at a time, each waited for until final before the next.
 Client side: from the POST's return until GET /tasks/{uuid} (polled every 5 ms) shows the task
 past Submitted/Dispatched. Server side: instances.started_at (the Started event, stamped on the
@@ -198,7 +201,19 @@ def bare_rate(client: Any, root: Path, n: int) -> float:
 # -- calor ---------------------------------------------------------------------------------
 
 
-def platform_rate(c: Any, n: int, batch: int, done_before: int, tag: str) -> float:
+def platform_rate(
+    c: Any, n: int, batch: int, done_before: int, tag: str, one_task: bool = False
+) -> float:
+    """Instances/s of n `true` instances: n 1-instance tasks, or one task of n (one_task)."""
+    if one_task:
+        body = task_body(tag, "true", [tag])
+        body["instanceCount"] = n
+        t0 = time.monotonic()
+        c.post("/tasks", json=body).raise_for_status()
+        t_end = wait_all_final(c, timeout=120 + n * 0.5)
+        if count_in_state(c, "Success") != done_before + 1:
+            raise RuntimeError(f"the task of {n} instances did not succeed")
+        return n / (t_end - t0)
     bodies = [task_body(f"{tag}-{i}", "true", [tag]) for i in range(n)]
     t0 = time.monotonic()
     for start in range(0, n, batch):
@@ -265,6 +280,9 @@ def main() -> None:
     ap.add_argument("--cpu", type=int, default=2, help="CPU resource per worker (2)")
     ap.add_argument("--nthreads", type=int, default=4, help="threads per worker (4)")
     ap.add_argument("--batch", type=int, default=1000, help="tasks per POST /tasks array")
+    ap.add_argument(
+        "--one-task", action="store_true", help="calor runs the N instances as one task of N"
+    )
     args = ap.parse_args()
     n = args.tasks or (50 if args.quick else 200)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -296,8 +314,8 @@ def main() -> None:
                 bare, plat = [], []
                 for r in range(rounds):
                     bare.append(bare_rate(dc, root, n))
-                    plat.append(platform_rate(c, n, args.batch, done, f"tp{r}"))
-                    done += n
+                    plat.append(platform_rate(c, n, args.batch, done, f"tp{r}", args.one_task))
+                    done += 1 if args.one_task else n
                     print(
                         f"round {r + 1}: bare Dask {bare[-1]:.1f} tasks/s, "
                         f"calor {plat[-1]:.1f} tasks/s",

@@ -6,6 +6,9 @@ The platform run: N tasks are submitted in bulk arrays (<= 1000 per POST), then 
 POST /tasks/summaries/paginate with a State NotIn [final] filter (maximumResults 1) every 50 ms
 until no task is left; the clock runs from the first POST to that answer. The bare run is done
 before and after the platform run; the ratio uses their mean.
+
+Issue 13 adds the physical limit as a second baseline: a bare spawn of the same command in the
+same sandbox (common.bare_spawn_rate, no runner code). Target: platform >= 0.5 x bare spawn.
 """
 
 import argparse
@@ -16,7 +19,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import count_in_state, result, running_server, task_body, wait_all_final
+from common import (
+    bare_spawn_rate,
+    count_in_state,
+    result,
+    running_server,
+    task_body,
+    wait_all_final,
+)
 
 from calor.domain.ports import Finished, InstanceEvent, InstanceJob
 from calor.runner.host import HostRuntime
@@ -87,12 +97,16 @@ def main() -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="calor-bench-tp-") as tmp:
         root = Path(tmp)
+        spawn1 = bare_spawn_rate(root, n, cores)
         bare1 = bare_rate(root, n, cores)
         plat = platform_rate(root, n, args.batch)
         bare2 = bare_rate(root, n, cores)
+        spawn2 = bare_spawn_rate(root, n, cores)
     bare = (bare1 + bare2) / 2
+    spawn = (spawn1 + spawn2) / 2
     ratio = plat / bare
     print(f"tasks={n} cores={cores}")
+    print(f"bare spawn: {spawn1:.0f} and {spawn2:.0f}/s (mean {spawn:.0f})")
     print(f"bare InstanceRunner.run: {bare1:.0f} and {bare2:.0f} tasks/s (mean {bare:.0f})")
     print(f"platform (REST submit -> all final): {plat:.0f} tasks/s")
     result(
@@ -100,6 +114,13 @@ def main() -> None:
         f"platform/bare = {ratio:.2f} ({plat:.0f} vs {bare:.0f} tasks/s)",
         ">= 0.5",
         ratio >= 0.5,
+    )
+    # the physical limit: what calor's runner and platform cost together
+    result(
+        "throughput_vs_bare_spawn",
+        f"platform/spawn = {plat / spawn:.2f} ({plat:.0f} vs {spawn:.0f} tasks/s)",
+        ">= 0.5",
+        plat / spawn >= 0.5,
     )
 
 

@@ -10,12 +10,16 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from calor.runner.host import HostRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 CALOR = ROOT / ".venv" / "bin" / "calor"
@@ -185,3 +189,32 @@ def count_in_state(c: httpx.Client, state: str, limit: int = 1000) -> int:
         if not page["nextToken"]:
             return total
         body["token"] = page["nextToken"]
+
+
+def bare_spawn_rate(root: Path, n: int, cores: int) -> float:
+    """The physical limit of running `true` as an instance: spawned with subprocess over
+    ``cores`` threads, each in a fresh directory, output piped and read, in the sandbox the
+    host runtime uses (``HostRuntime.argv``: bubblewrap when installed; the only calor code
+    that runs here)."""
+    runtime = HostRuntime(hidden_dirs=[root / "hidden"])
+    work = root / f"bare-{uuid.uuid4().hex[:8]}"
+    work.mkdir(parents=True)
+
+    def spawn(i: int) -> None:
+        workdir = work / str(i)
+        workdir.mkdir()
+        done = subprocess.run(
+            runtime.argv(["true"], workdir, network=False),
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            start_new_session=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"bare spawn failed: {done.stderr!r}")
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=cores) as pool:
+        list(pool.map(spawn, range(n)))
+    return n / (time.monotonic() - t0)

@@ -7,6 +7,7 @@ arrays; dates have at most 6 fractional digits and a Z.
 """
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,6 @@ from calor.domain.secrets import mask_constants, parse_grant
 from calor.domain.states import (
     ACTIVE_INSTANCE_STATES,
     FINAL_INSTANCE_STATES,
-    PENDING_INSTANCE_STATES,
     InstanceState,
 )
 from calor.domain.task import InstanceRecord, TaskRecord, TaskSpec, derive
@@ -209,20 +209,24 @@ def _error(inst: InstanceRecord) -> dict[str, str]:
 
 
 def _completed(inst: InstanceRecord, cores: float, host: HostFacts) -> dict[str, Any]:
+    # built once per final instance of the task: 10^5 in a big task, so nothing is looked up
+    # twice and an instance without results shares no work with one that has them
+    cpu = inst.cpu_time_sec
+    error = inst.error
     return {
         "instanceId": inst.instance_id,
         "state": inst.state.value,
         "wallTimeSec": round(inst.wall_time_sec, 3),
-        "execTimeSec": round(inst.cpu_time_sec, 3),
-        "execTimeSecGHz": round(inst.cpu_time_sec * host.ghz, 3),
+        "execTimeSec": round(cpu, 3),
+        "execTimeSecGHz": round(cpu * host.ghz, 3),
         "peakMemoryMB": inst.peak_memory_mb,
         "averageGHz": host.ghz,
         "cpuModel": host.cpu_model,
         "coreCount": whole_cores(cores),
         "clockRatio": 1.0,
         "executionAttemptCount": inst.attempts,
-        "error": _error(inst) if inst.error and inst.state is not InstanceState.SUCCESS else None,
-        "results": [f"s3://{name}" for name in inst.results],
+        "error": _error(inst) if error and inst.state is not InstanceState.SUCCESS else None,
+        "results": [f"s3://{name}" for name in inst.results] if inst.results else [],
     }
 
 
@@ -233,31 +237,67 @@ _PHASES = {
 }
 
 
-def _downloaded(i: InstanceRecord) -> float:
-    if i.state in PENDING_INSTANCE_STATES:
-        return 0.0
-    return i.transfer_progress if i.state is InstanceState.DISPATCHED else 100.0
+@dataclass
+class _Scan:
+    """What a task's (or pool's) JSON needs of its instances, gathered in one pass: a big
+    task's JSON reads each of its 10^5 instances once."""
+
+    succeeded: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    executed: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
+    running: list[InstanceRecord] = field(default_factory=list)
+    final: list[InstanceRecord] = field(default_factory=list)
+    errors: list[InstanceRecord] = field(default_factory=list)
+    # of download and upload progress, each instance counting 0-100
+    downloaded: float = 0.0
+    uploaded: float = 0.0
+    count: int = 0
 
 
-def _uploaded(i: InstanceRecord) -> float:
-    if i.state in FINAL_INSTANCE_STATES:
-        return 100.0
-    return i.transfer_progress if i.state is InstanceState.UPLOADING else 0.0
+def _scan(instances: Iterable[InstanceRecord]) -> _Scan:
+    out = _Scan()
+    for i in instances:
+        out.count += 1
+        state = i.state
+        if i.attempts > 0:
+            out.started.append(i.instance_id)
+        if state in FINAL_INSTANCE_STATES:
+            out.executed.append(i.instance_id)
+            out.final.append(i)
+            out.downloaded += 100.0
+            out.uploaded += 100.0
+            if state is InstanceState.SUCCESS:
+                out.succeeded.append(i.instance_id)
+            elif state is InstanceState.FAILURE:
+                out.failed.append(i.instance_id)
+                if i.error:
+                    out.errors.append(i)
+        elif state in ACTIVE_INSTANCE_STATES:
+            out.running.append(i)
+            if state is InstanceState.DISPATCHED:
+                out.downloaded += i.transfer_progress
+            else:
+                out.downloaded += 100.0
+                if state is InstanceState.UPLOADING:
+                    out.uploaded += i.transfer_progress
+    return out
 
 
-def _mean(values: Iterable[float]) -> float:
-    items = list(values)
-    return round(sum(items) / len(items), 2) if items else 0.0
+def _mean(total: float, count: int) -> float:
+    return round(total / count, 2) if count else 0.0
 
 
 def _status(
-    t: TaskRecord, now: datetime, host: HostFacts, exec_sec: float, wall_sec: float
+    t: TaskRecord,
+    now: datetime,
+    host: HostFacts,
+    exec_sec: float,
+    wall_sec: float,
+    scan: _Scan,
 ) -> dict[str, Any]:
-    succeeded = [i.instance_id for i in t.instances if i.state is InstanceState.SUCCESS]
-    failed = [i.instance_id for i in t.instances if i.state is InstanceState.FAILURE]
-    executed = [i.instance_id for i in t.instances if i.state in FINAL_INSTANCE_STATES]
-    started = [i.instance_id for i in t.instances if i.attempts > 0]
-    running = [i for i in t.instances if i.state in ACTIVE_INSTANCE_STATES]
+    succeeded, failed, executed, started = scan.succeeded, scan.failed, scan.executed, scan.started
+    running = scan.running
     forwards = host.forwards(t.uuid) if host.forwards is not None and running else {}
     per_running: list[dict[str, Any]] = [
         {
@@ -287,9 +327,9 @@ def _status(
     return {
         "timestamp": stamp,
         "lastUpdateTimestamp": fmt_date(t.last_modified),
-        "downloadProgress": _mean(_downloaded(i) for i in t.instances),
+        "downloadProgress": _mean(scan.downloaded, scan.count),
         "executionProgress": t.progress,
-        "uploadProgress": _mean(_uploaded(i) for i in t.instances),
+        "uploadProgress": _mean(scan.uploaded, scan.count),
         "instanceCount": len(running),
         "downloadTime": "00:00:00",
         "downloadTimeSec": 0.0,
@@ -425,14 +465,10 @@ def task_full(t: TaskRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     )
     if t.document.get("resultsCacheTTLSec") is not None:
         out["ResultsCacheTTLSec"] = t.document["resultsCacheTTLSec"]
-    instance_errors = [
-        _error(i) for i in t.instances if i.state is InstanceState.FAILURE and i.error
-    ]
-    out["errors"] = [*t.errors, *instance_errors[:100]]
-    out["completedInstances"] = [
-        _completed(i, t.cores, host) for i in t.instances if i.state in FINAL_INSTANCE_STATES
-    ]
-    out["status"] = _status(t, now, host, exec_sec, wall_sec)
+    scan = _scan(t.instances)
+    out["errors"] = [*t.errors, *(_error(i) for i in scan.errors[:100])]
+    out["completedInstances"] = [_completed(i, t.cores, host) for i in scan.final]
+    out["status"] = _status(t, now, host, exec_sec, wall_sec, scan)
     return out
 
 
@@ -587,7 +623,9 @@ def pool_full(p: PoolRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     out["runningCoreCount"] = whole_cores(len(running) * p.cores)
     out["executionTime"] = fmt_timespan(exec_sec)
     out["wallTime"] = fmt_timespan(wall_sec)
-    out["status"] = _status(slots, now, host, exec_sec, wall_sec) if slots else None
+    out["status"] = (
+        _status(slots, now, host, exec_sec, wall_sec, _scan(slots.instances)) if slots else None
+    )
     failed = [i for i in slots.instances if i.state is InstanceState.FAILURE] if slots else []
     out["errors"] = [
         *(slots.errors if slots else []),

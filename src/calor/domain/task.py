@@ -1,5 +1,6 @@
 """What a task is once its create body has been validated, independent of the wire format."""
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -112,37 +113,75 @@ class Derived:
     first_start: datetime | None
 
 
-def derive(
-    instances: list[InstanceRecord], cores: float, cancel_requested: bool, now: datetime
-) -> Derived:
+@dataclass(frozen=True)
+class InstanceTotals:
+    """What a task's derived fields need of all its instances, which the store keeps as the
+    instances change: deriving then costs the same at 10 or 10^5 instances."""
+
+    counts: Mapping[InstanceState, int]
+    # each instance's progress, 100 for a final one
+    progress_sum: float
+    # the wall time of every ended attempt
+    wall_sum: float
+    first_start: datetime | None
+    last_end: datetime | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def totals_of(instances: Iterable[InstanceRecord]) -> InstanceTotals:
     counts: dict[InstanceState, int] = {}
-    progress_sum = 0.0
-    execution = 0.0
+    progress_sum = wall_sum = 0.0
     first_start: datetime | None = None
     last_end: datetime | None = None
     for inst in instances:
-        if inst.ended_at is not None and (last_end is None or inst.ended_at > last_end):
-            last_end = inst.ended_at
         counts[inst.state] = counts.get(inst.state, 0) + 1
         progress_sum += 100.0 if inst.state in FINAL_INSTANCE_STATES else inst.progress
-        execution += inst.wall_time_sec
+        wall_sum += inst.wall_time_sec
+        if inst.started_at is not None and (first_start is None or inst.started_at < first_start):
+            first_start = inst.started_at
+        if inst.ended_at is not None and (last_end is None or inst.ended_at > last_end):
+            last_end = inst.ended_at
+    return InstanceTotals(counts, progress_sum, wall_sum, first_start, last_end)
+
+
+def derive(
+    instances: list[InstanceRecord], cores: float, cancel_requested: bool, now: datetime
+) -> Derived:
+    active = [i for i in instances if i.state in ACTIVE_INSTANCE_STATES]
+    return derive_from(totals_of(instances), active, cores, cancel_requested, now)
+
+
+def derive_from(
+    totals: InstanceTotals,
+    active: Iterable[InstanceRecord],
+    cores: float,
+    cancel_requested: bool,
+    now: datetime,
+) -> Derived:
+    """The derivation from a task's totals and its active instances (at most what its cores
+    run at once): the running ones add the time they have run so far."""
+    execution = totals.wall_sum
+    for inst in active:
         if inst.started_at is not None:
-            if inst.state in ACTIVE_INSTANCE_STATES:
-                execution += max(0.0, (now - inst.started_at).total_seconds())
-            if first_start is None or inst.started_at < first_start:
-                first_start = inst.started_at
-    state = derive_task_state(counts, cancel_requested)
+            execution += max(0.0, (now - inst.started_at).total_seconds())
+    state = derive_task_state(totals.counts, cancel_requested)
+    counts = totals.counts
     running = counts.get(InstanceState.EXECUTING, 0) + counts.get(InstanceState.UPLOADING, 0)
     wall = 0.0
-    if first_start is not None:
+    last_end = totals.last_end
+    if totals.first_start is not None:
         until = last_end if state in FINAL_TASK_STATES and last_end is not None else now
-        wall = max(0.0, (until - first_start).total_seconds())
+        wall = max(0.0, (until - totals.first_start).total_seconds())
+    n = totals.total
     return Derived(
         state=state,
-        progress=round(progress_sum / len(instances), 2) if instances else 100.0,
+        progress=round(totals.progress_sum / n, 2) if n else 100.0,
         running_instance_count=running,
         running_core_count=whole_cores(running * cores),
         execution_time_sec=execution,
         wall_time_sec=wall,
-        first_start=first_start,
+        first_start=totals.first_start,
     )

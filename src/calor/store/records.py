@@ -7,11 +7,16 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from calor.domain.dependencies import Dependency, DependencyState
-from calor.domain.states import FINAL_TASK_STATES, InstanceState, TaskState
-from calor.domain.task import InstanceRecord, TaskRecord, derive
+from calor.domain.states import (
+    ACTIVE_INSTANCE_STATES,
+    FINAL_TASK_STATES,
+    InstanceState,
+    TaskState,
+)
+from calor.domain.task import InstanceRecord, InstanceTotals, TaskRecord, derive_from
 from calor.store.keys import tags_by_owner
 from calor.store.settle import after_end, update_pool_state
-from calor.store.tables import instances, task_tags, tasks
+from calor.store.tables import COUNT_COLUMNS, instances, task_tags, tasks
 
 INSTANCE_COLUMNS = (
     instances.c.id,
@@ -38,6 +43,13 @@ _LOAD_INSTANCES = (
     .where(instances.c.task_id.in_(bindparam("task_ids", expanding=True)))
     .order_by(instances.c.task_id, instances.c.instance_id)
 )
+_TOTALS_COLUMNS = (
+    *(tasks.c[name] for name in COUNT_COLUMNS.values()),
+    tasks.c.progress_sum,
+    tasks.c.wall_sum,
+    tasks.c.first_start,
+    tasks.c.last_end,
+)
 _DERIVE_INPUTS = select(
     tasks.c.id,
     tasks.c.state,
@@ -47,27 +59,55 @@ _DERIVE_INPUTS = select(
     tasks.c.job_id,
     tasks.c.completion_ttl_sec,
     tasks.c.slots_of,
+    *_TOTALS_COLUMNS,
 ).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
+# the instances that run now (ix_instances_task_state): no more than the cores hold
+_LOAD_ACTIVE = select(*INSTANCE_COLUMNS).where(
+    instances.c.task_id.in_(bindparam("task_ids", expanding=True)),
+    instances.c.state.in_([s.value for s in ACTIVE_INSTANCE_STATES]),
+)
 # executemany: the SET clause is taken from the parameters' keys
 _UPDATE_TASK = update(tasks).where(tasks.c.id == bindparam("_task_id"))
 
 
+_STATES = {s.value: s for s in InstanceState}
+
+
 def instance_record(row: Any) -> InstanceRecord:
+    """A row of INSTANCE_COLUMNS; unpacked by position, as a task's full JSON builds one per
+    instance (10^5 in a big task) and a lookup by name costs several times more."""
+    (
+        row_id,
+        _task_id,
+        instance_id,
+        state,
+        attempts,
+        progress,
+        started_at,
+        ended_at,
+        wall_time_sec,
+        cpu_time_sec,
+        peak_memory_mb,
+        exit_code,
+        error,
+        transfer_progress,
+        results,
+    ) = row
     return InstanceRecord(
-        row_id=row.id,
-        instance_id=row.instance_id,
-        state=InstanceState(row.state),
-        attempts=row.attempts,
-        progress=row.progress,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        wall_time_sec=row.wall_time_sec,
-        cpu_time_sec=row.cpu_time_sec,
-        peak_memory_mb=row.peak_memory_mb,
-        exit_code=row.exit_code,
-        error=row.error,
-        transfer_progress=row.transfer_progress,
-        results=tuple(row.results or ()),
+        row_id,
+        instance_id,
+        _STATES[state],
+        attempts,
+        progress,
+        started_at,
+        ended_at,
+        wall_time_sec,
+        cpu_time_sec,
+        peak_memory_mb,
+        exit_code,
+        error,
+        transfer_progress,
+        tuple(results) if results else (),
     )
 
 
@@ -113,6 +153,14 @@ def task_record(
     )
 
 
+def totals_row(row: Any) -> InstanceTotals:
+    """A task row's instance totals (selected with _TOTALS_COLUMNS)."""
+    counts = {s: n for s, name in COUNT_COLUMNS.items() if (n := int(getattr(row, name)))}
+    return InstanceTotals(
+        counts, float(row.progress_sum), float(row.wall_sum), row.first_start, row.last_end
+    )
+
+
 def load_instances(conn: Connection, task_ids: Sequence[int]) -> dict[int, list[InstanceRecord]]:
     out: dict[int, list[InstanceRecord]] = {i: [] for i in task_ids}
     if not task_ids:
@@ -146,13 +194,18 @@ def _recompute_once(
     ids = sorted(set(task_ids))
     if not ids:
         return ended
-    insts = load_instances(conn, ids)
+    rows = conn.execute(_DERIVE_INPUTS, {"task_ids": ids}).all()
+    active: dict[int, list[InstanceRecord]] = {i: [] for i in ids}
+    for inst in conn.execute(_LOAD_ACTIVE, {"task_ids": ids}):
+        active[inst.task_id].append(instance_record(inst))
+    # a pool's slots are its own rows: their pool's state needs every one (few: its nodes)
+    slots = load_instances(conn, [r.id for r in rows if r.slots_of is not None])
     # one executemany per shape of SET clause: with or without a state change
     updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-    for row in conn.execute(_DERIVE_INPUTS, {"task_ids": ids}):
-        d = derive(insts[row.id], row.cores, row.cancel_requested, now)
+    for row in rows:
+        d = derive_from(totals_row(row), active[row.id], row.cores, row.cancel_requested, now)
         if row.slots_of is not None:
-            update_pool_state(conn, row.slots_of, insts[row.id], now)
+            update_pool_state(conn, row.slots_of, slots[row.id], now)
         values: dict[str, Any] = {
             "_task_id": row.id,
             "progress": d.progress,
@@ -160,7 +213,6 @@ def _recompute_once(
             "running_core_count": d.running_core_count,
             "execution_time_sec": d.execution_time_sec,
             "wall_time_sec": d.wall_time_sec,
-            "first_start": d.first_start,
             "last_modified": now,
         }
         changed = d.state != row.state

@@ -18,11 +18,25 @@ from sqlalchemy import (
     Text,
 )
 
+from calor.domain.states import InstanceState
+
 # cores held, a fraction for the slots of a pool node split into slots: REAL on PostgreSQL;
 # SQLite's INTEGER affinity already keeps a non-integral number as REAL (migration 0013)
 CORES = Integer().with_variant(Float(), "postgresql")
 
 metadata = MetaData()
+
+# tasks' count of instances in each state (kept by the triggers of migration 0015)
+COUNT_COLUMNS: dict[InstanceState, str] = {
+    InstanceState.WAITING: "n_waiting",
+    InstanceState.QUEUED: "n_queued",
+    InstanceState.DISPATCHED: "n_dispatched",
+    InstanceState.EXECUTING: "n_executing",
+    InstanceState.UPLOADING: "n_uploading",
+    InstanceState.SUCCESS: "n_success",
+    InstanceState.FAILURE: "n_failure",
+    InstanceState.CANCELLED: "n_cancelled",
+}
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for large tables
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -72,7 +86,14 @@ tasks = Table(
     Column("running_core_count", Integer, nullable=False, default=0),
     Column("execution_time_sec", Float, nullable=False, default=0.0),
     Column("wall_time_sec", Float, nullable=False, default=0.0),
+    # the totals of its instances, kept by triggers on instances (migration 0015): deriving
+    # the task's state reads these and its few active instances, never all of them
     Column("first_start", DateTime),
+    Column("last_end", DateTime),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in COUNT_COLUMNS.values()),
+    # each instance's progress, 100 for a final one; the wall time of every ended attempt
+    Column("progress_sum", Float, nullable=False, server_default="0"),
+    Column("wall_sum", Float, nullable=False, server_default="0"),
     Column("results_count", Integer, nullable=False, default=0),
     Column("retries_used", Integer, nullable=False, default=0),
     Column("max_per_instance_retries", Integer),
@@ -272,6 +293,7 @@ instances = Table(
     Column("slot_row_id", Id),
     Index("ix_instances_task_instance", "task_id", "instance_id", unique=True),
     Index("ix_instances_state_id", "state", "id"),
+    Index("ix_instances_task_state", "task_id", "state"),
     # the engine looks for idle pool slots at every claim: few rows, found by this index
     Index("ix_instances_slot_use", "slot_use"),
     # a row id names an attempt to executors: one of a deleted task must never come back
