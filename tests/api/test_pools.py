@@ -366,8 +366,8 @@ def test_failed_preparation_fails_the_pool(pools: httpx.Client) -> None:
     assert_error(client.post("/tasks", json=on_pool(pool, "echo x")), 403, "Failure")
 
 
-def test_pool_waiting_too_long_for_cores_fails(pools: httpx.Client) -> None:
-    client = pools
+def _hold_both_cores(client: httpx.Client) -> str:
+    """A running task that holds the server's two cores (until it is aborted)."""
     command, _ = sleeper()
     hog = submit(
         client,
@@ -379,6 +379,12 @@ def test_pool_waiting_too_long_for_cores_fails(pools: httpx.Client) -> None:
         ),
     )
     wait_executing(client, hog)
+    return hog
+
+
+def test_pool_waiting_too_long_for_cores_fails(pools: httpx.Client) -> None:
+    client = pools
+    hog = _hold_both_cores(client)
     pool = create_pool(client, instanceCount=1, maxTimeQueueSeconds=1)
     got = wait_state(client, pool, {"Failure"}, timeout=15)
     message = " ".join(e["message"] for e in got["errors"])
@@ -488,17 +494,7 @@ def test_a_pool_that_can_never_fit_is_refused(pools: httpx.Client) -> None:
 
 def test_slots_waiting_for_cores_say_so(pools: httpx.Client) -> None:
     client = pools
-    command, _ = sleeper()
-    hog = submit(
-        client,
-        task_body(
-            command,
-            hardwareConstraints=[
-                {"discriminator": "MinimumCoreHardwareConstraint", "coreCount": 2}
-            ],
-        ),
-    )
-    wait_executing(client, hog)
+    hog = _hold_both_cores(client)
     pool = create_pool(client, instanceCount=2)
     waiting = wait_for(
         lambda: [e["message"] for e in get_pool(client, pool)["errors"]],
