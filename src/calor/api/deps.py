@@ -1,5 +1,6 @@
 """Request-scoped helpers shared by the routes: the platform, the caller, bodies, responses."""
 
+import itertools
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -56,6 +57,22 @@ def json_array_response(items: Iterator[Any]) -> Response:
             yield (b"" if first else b",") + orjson.dumps(item)
             first = False
         yield b"]"
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+def json_object_response(head: dict[str, Any], key: str, items: Iterator[Any]) -> Response:
+    """``head`` with one more member, ``key``, a JSON array streamed in slices as its items
+    are made (a big task's completedInstances)."""
+
+    def body() -> Iterator[bytes]:
+        start = orjson.dumps(head)[:-1]  # without its closing brace
+        yield start + (b',"' if len(start) > 1 else b'"') + orjson.dumps(key)[1:-1] + b'":['
+        first = True
+        while chunk := list(itertools.islice(items, 1000)):
+            yield (b"" if first else b",") + orjson.dumps(chunk)[1:-1]
+            first = False
+        yield b"]}"
 
     return StreamingResponse(body(), media_type="application/json")
 

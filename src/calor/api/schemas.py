@@ -6,7 +6,7 @@ hardwareConstraints, forcedNetworkRules or resultsCount; status carries both by-
 arrays; dates have at most 6 fractional digits and a Z.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -441,6 +441,16 @@ _ECHOED = (
 
 
 def task_full(t: TaskRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
+    out, completed = task_full_streamed(t, now, host)
+    out["completedInstances"] = list(completed)
+    return out
+
+
+def task_full_streamed(
+    t: TaskRecord, now: datetime, host: HostFacts
+) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    """The full task but its completedInstances, and those one at a time: a task of 10^5
+    instances is answered without holding 10^5 of them as JSON objects at once."""
     out = task_summary(t)
     if t.state.value in ("Success", "Failure", "Cancelled") or not t.instances:
         exec_sec, wall_sec, progress = t.execution_time_sec, t.wall_time_sec, t.progress
@@ -467,9 +477,8 @@ def task_full(t: TaskRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
         out["ResultsCacheTTLSec"] = t.document["resultsCacheTTLSec"]
     scan = _scan(t.instances)
     out["errors"] = [*t.errors, *(_error(i) for i in scan.errors[:100])]
-    out["completedInstances"] = [_completed(i, t.cores, host) for i in scan.final]
     out["status"] = _status(t, now, host, exec_sec, wall_sec, scan)
-    return out
+    return out, (_completed(i, t.cores, host) for i in scan.final)
 
 
 def select_fields(full: dict[str, Any], fields: list[str]) -> dict[str, Any]:

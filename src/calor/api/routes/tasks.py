@@ -13,6 +13,7 @@ from calor.api.deps import (
     UserDep,
     json_array_response,
     json_body,
+    json_object_response,
     json_response,
     page_response,
 )
@@ -24,6 +25,7 @@ from calor.api.schemas import (
     select_fields,
     snapshot_json,
     task_full,
+    task_full_streamed,
     task_spec,
     task_summary,
 )
@@ -147,7 +149,8 @@ async def search(request: Request, p: PlatformDep, user: UserDep) -> Response:
 @router.get("/tasks/{key}")
 async def get_task(key: str, p: PlatformDep, user: UserDep) -> Response:
     record = await run_in_threadpool(p.tasks.get, user.id, key)
-    return json_response(_full(p, record))
+    head, completed = task_full_streamed(record, utcnow(), _facts(p))
+    return json_object_response(head, "completedInstances", completed)
 
 
 @router.put("/tasks/{key}")
