@@ -39,7 +39,7 @@ from calor.store.engine import Database
 from calor.store.logs import LogStore
 from calor.store.records import recompute
 from calor.store.tables import instances, snapshots, tasks
-from calor.store.usage import record_attempt
+from calor.store.usage import ATTEMPT_COLUMNS, ATTEMPT_FROM, record_attempt
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
@@ -179,12 +179,18 @@ _CURRENT = select(
     instances.c.slot_row_id,
 ).where(instances.c.id.in_(bindparam("row_ids", expanding=True)))
 _UPDATE_INSTANCE = update(instances).where(instances.c.id == bindparam("_row_id"))
-_RETRY_SETTINGS = select(
-    tasks.c.cancel_requested,
-    tasks.c.retries_used,
-    tasks.c.max_per_instance_retries,
-    tasks.c.max_total_retries,
-).where(tasks.c.id == bindparam("task_id"))
+# all an ended attempt needs of its task: its retry settings and what accounting needs
+_ENDED_ATTEMPT_TASK = (
+    select(
+        tasks.c.cancel_requested,
+        tasks.c.retries_used,
+        tasks.c.max_per_instance_retries,
+        tasks.c.max_total_retries,
+        *ATTEMPT_COLUMNS,
+    )
+    .select_from(ATTEMPT_FROM)
+    .where(tasks.c.id == bindparam("task_id"))
+)
 
 
 # completedInstances[].results lists at most this many per instance (all are uploaded)
@@ -505,7 +511,7 @@ class ExecutionStore:
             conn.execute(_FREE_SLOT, {"slot_id": row.slot_row_id, "at": ev.at})
         if ev.results:
             _bump_results_count(conn, row.task_id)
-        task = conn.execute(_RETRY_SETTINGS, {"task_id": row.task_id}).one()
+        task = conn.execute(_ENDED_ATTEMPT_TASK, {"task_id": row.task_id}).one()
         if ev.cancelled or task.cancel_requested:
             new = InstanceState.CANCELLED
         elif ev.interrupted:
@@ -531,9 +537,7 @@ class ExecutionStore:
             new = InstanceState.FAILURE
         values["state"] = new.value
         conn.execute(_UPDATE_INSTANCE, {"_row_id": row.id, **values})
-        record_attempt(
-            conn, row.task_id, row.instance_id, row.attempts, ev, self.rates, self._total_cores
-        )
+        record_attempt(conn, task, row.instance_id, row.attempts, ev, self.rates, self._total_cores)
         return new
 
     def leftovers(self) -> list[Leftover]:

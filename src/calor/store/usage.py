@@ -23,20 +23,19 @@ from calor.store.tables import (
     users,
 )
 
-_ATTEMPT_CONTEXT = (
-    select(
-        tasks.c.user_id,
-        tasks.c.uuid,
-        tasks.c.name,
-        tasks.c.cores,
-        tasks.c.pool_uuid,
-        tasks.c.job_uuid,
-        tasks.c.slots_of,
-        pools.c.uuid.label("slots_pool_uuid"),
-    )
-    .select_from(tasks.outerjoin(pools, pools.c.id == tasks.c.slots_of))
-    .where(tasks.c.id == bindparam("task_id"))
+# what accounting an ended attempt needs of its task: the engine reads it with the task's
+# retry settings, in the one query it makes of the task per ended attempt
+ATTEMPT_COLUMNS = (
+    tasks.c.user_id,
+    tasks.c.uuid,
+    tasks.c.name,
+    tasks.c.cores,
+    tasks.c.pool_uuid,
+    tasks.c.job_uuid,
+    tasks.c.slots_of,
+    pools.c.uuid.label("slots_pool_uuid"),
 )
+ATTEMPT_FROM = tasks.outerjoin(pools, pools.c.id == tasks.c.slots_of)
 _SUMMED = (
     "attempts",
     "core_seconds",
@@ -69,7 +68,7 @@ _UPSERTS = {name: _totals_upsert(name) for name in ("sqlite", "postgresql")}
 
 def record_attempt(
     conn: Connection,
-    task_id: int,
+    ctx: Any,
     instance_id: int,
     attempt: int,
     ev: Finished,
@@ -78,10 +77,7 @@ def record_attempt(
 ) -> None:
     """Account one ended attempt. An instance of a task on a pool is not billed (the pool's
     slot holding its cores is), nor is an interrupted one (the server stopped under it);
-    their energy counts all the same."""
-    ctx = conn.execute(_ATTEMPT_CONTEXT, {"task_id": task_id}).first()
-    if ctx is None:
-        return
+    their energy counts all the same. ``ctx``: the task's ATTEMPT_COLUMNS."""
     slot = ctx.slots_of is not None
     # the executor gives an instance that asks for more than it has all it has
     cores = float(ctx.cores if total_cores is None else min(ctx.cores, total_cores))
