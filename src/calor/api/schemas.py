@@ -13,6 +13,7 @@ from typing import Any
 
 from calor.api.requests import JobBody, PoolBody, TaskBody
 from calor.api.wire import fmt_date, fmt_timespan, parse_timespan
+from calor.domain.accounting import CarbonFacts
 from calor.domain.command import check_command
 from calor.domain.dependencies import parse_dependencies, to_wire
 from calor.domain.errors import BadRequest
@@ -30,6 +31,8 @@ from calor.domain.states import (
 )
 from calor.domain.task import InstanceRecord, TaskRecord, TaskSpec, derive
 from calor.domain.transfer import SnapshotRecord
+from calor.domain.users import User
+from calor.services.accounting import Budget, project_uuid
 
 DEFAULT_PROFILE = "docker-batch"
 ERROR_CODE = "CALOR-INSTANCE"
@@ -650,3 +653,73 @@ def pool_full(p: PoolRecord, now: datetime, host: HostFacts) -> dict[str, Any]:
     if p.active_policy is not None:
         out["activePolicyName"] = p.active_policy
     return out
+
+
+# -- usage, credits, quotas and carbon (contract §2.1) ---------------------------------------
+
+
+def quota_json(
+    max_cores: int, running_cores: float, max_instances: int, running: int
+) -> dict[str, Any]:
+    return {
+        "maxCores": max_cores,
+        "runningCoresCount": round(running_cores),
+        "maxInstances": max_instances,
+        "runningInstancesCount": running,
+    }
+
+
+def projects_json(user: User) -> list[dict[str, Any]]:
+    """Each user has one project, their own: the one their budget belongs to."""
+    return [
+        {
+            "uuid": project_uuid(user.id),
+            "name": "default",
+            "slug": "default",
+            "description": f"the projects of {user.email} on this calor server",
+            "organizationUuid": None,
+            "isDefault": True,
+        }
+    ]
+
+
+def _cents(credits: float) -> int:
+    return round(credits * 100)
+
+
+def budget_json(uuid: str, budget: Budget) -> dict[str, Any]:
+    """A user's budget as the project budgets answer lists it (it has no expiry)."""
+    return {
+        "uuid": uuid,
+        "alias": "calor",
+        "consumedAmountInCents": _cents(budget.consumed),
+        "totalAmountInCents": _cents(budget.credits),
+        "remainingAmountInCents": _cents(budget.credits - budget.consumed),
+        # calor refuses new tasks and pools past it; running ones go on
+        "budgetOverrunPolicy": "BlockNew",
+        "startDateUtc": budget.set_at.isoformat(timespec="microseconds") + "Z",
+        "expirationDateUtc": None,
+        "isArchived": False,
+    }
+
+
+def carbon_json(facts: CarbonFacts) -> dict[str, Any]:
+    """The SDK's CarbonFacts (snake_case); calor reuses no heat, so the heat figures are 0
+    and ERE is the PUE. calor_energy_method says whether the energy was measured."""
+    return {
+        "total_consumed_energy_Wh": facts.consumed_energy_wh,
+        "total_energy_it_Wh": facts.it_energy_wh,
+        "total_reused_energy_Wh": 0.0,
+        "qarnot_carbon_footprint": facts.carbon_g,
+        "equivalent_datacenter_name": facts.reference_name,
+        "equivalent_DC_carbon_footprint": facts.reference_carbon_g,
+        "saved_carbon_footprint_compute": facts.saved_g,
+        "saved_carbon_footprint_heat": 0.0,
+        "saved_carbon_footprint_compute_heat": facts.saved_g,
+        "saved_carbon_footprint_percent": facts.saved_percent,
+        "PUE": facts.pue,
+        "ERE": facts.pue,
+        "ERF": 0.0,
+        "WUE": None,  # not known to calor
+        "calor_energy_method": facts.method,
+    }

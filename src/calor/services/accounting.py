@@ -61,9 +61,9 @@ class AccountingService:
         # the executor gives what asks for more than it has all it has: with the default
         # quota (its cores) nothing that runs today is refused
         check_quota(min(cores_at_once, self.executor_cores()), self.max_cores, what)
-        budget = self.usage.budget(user_id)
+        budget = self.budget(user_id)
         if budget is not None:
-            check_budget(self.account(user_id).credits, budget[0])
+            check_budget(budget.consumed, budget.credits)
 
     def account(self, user_id: int) -> Totals:
         return self.usage.totals(user_id, "user", str(user_id)) or Totals()

@@ -7,7 +7,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from calor.api.deps import PlatformDep, UserDep, json_response
-from calor.api.routes.accounting import projects_of, user_quota
+from calor.api.routes.accounting import user_quota
+from calor.api.schemas import projects_json
 from calor.domain.hardware import CPU_MODEL, search_cpu_models
 from calor.domain.profiles import PROFILES, get_profile
 
@@ -30,7 +31,7 @@ async def info(p: PlatformDep, user: UserDep) -> Response:
     storage = await run_in_threadpool(p.buckets.usage, user.id)
     pool_count, open_pools = await run_in_threadpool(p.pools.counts, user.id)
     limits = p.settings.limits
-    quota = await run_in_threadpool(user_quota, p, user)
+    quota = user_quota(p, counts.running_core_count, counts.running_instance_count)
     cores = quota["maxCores"]
     return json_response(
         {
@@ -54,7 +55,7 @@ async def info(p: PlatformDep, user: UserDep) -> Response:
             "runningPoolCount": open_pools,
             "runningInstanceCount": counts.running_instance_count,
             "runningCoreCount": counts.running_core_count,
-            "projects": projects_of(user),
+            "projects": projects_json(user),
             "computingQuotas": {
                 "user": {"flex": quota, "onDemand": quota, "reserved": []},
                 "organization": None,

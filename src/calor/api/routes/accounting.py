@@ -8,54 +8,26 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from calor.api.deps import PlatformDep, UserDep, json_response
-from calor.domain.accounting import CarbonFacts
+from calor.api.schemas import budget_json, carbon_json, quota_json
 from calor.domain.errors import NotFound
-from calor.domain.users import User
-from calor.services.accounting import project_uuid
 from calor.services.platform import Platform
 
 router = APIRouter()
 
 
-def _quota(
-    max_cores: int, running_cores: float, max_instances: int, running: int
-) -> dict[str, Any]:
-    return {
-        "maxCores": max_cores,
-        "runningCoresCount": round(running_cores),
-        "maxInstances": max_instances,
-        "runningInstancesCount": running,
-    }
-
-
-def user_quota(p: Platform, user: User) -> dict[str, Any]:
-    """The user's computing quota (§8.1 Q), as /info and /quotas/… report it."""
-    counts = p.tasks.counts(user.id)
-    return _quota(
-        p.accounting.max_cores,
-        counts.running_core_count,
-        p.settings.limits.max_instances_per_task,
-        counts.running_instance_count,
+def user_quota(p: Platform, running_cores: float, running_instances: int) -> dict[str, Any]:
+    """The user's computing quota (§8.1 Q), as /info and /quotas/… report it, with what
+    they run now (services.tasks counts)."""
+    limits = p.settings.limits
+    return quota_json(
+        p.accounting.max_cores, running_cores, limits.max_instances_per_task, running_instances
     )
-
-
-def projects_of(user: User) -> list[dict[str, Any]]:
-    """Each user has one project, their own: the one their budget belongs to."""
-    return [
-        {
-            "uuid": project_uuid(user.id),
-            "name": "default",
-            "slug": "default",
-            "description": f"the projects of {user.email} on this calor server",
-            "organizationUuid": None,
-            "isDefault": True,
-        }
-    ]
 
 
 @router.get("/quotas/computing-quotas/user")
 async def user_quotas(p: PlatformDep, user: UserDep) -> Response:
-    quota = await run_in_threadpool(user_quota, p, user)
+    counts = await run_in_threadpool(p.tasks.counts, user.id)
+    quota = user_quota(p, counts.running_core_count, counts.running_instance_count)
     return json_response({"flex": quota, "onDemand": quota, "reserved": []})
 
 
@@ -63,7 +35,7 @@ async def user_quotas(p: PlatformDep, user: UserDep) -> Response:
 async def organization_quotas(p: PlatformDep, _: UserDep) -> Response:
     """The whole server is the organization: its cores and what every user runs on them."""
     running, cores = await run_in_threadpool(p.accounting.running_cores)
-    quota = _quota(p.host.cores, cores, p.settings.limits.max_instances_per_task, running)
+    quota = quota_json(p.host.cores, cores, p.settings.limits.max_instances_per_task, running)
     return json_response({"name": "calor", "flex": quota, "onDemand": quota, "reserved": []})
 
 
@@ -91,10 +63,6 @@ async def object_credits(kind: str, uuid: str, p: PlatformDep, user: UserDep) ->
     return json_response({"credits": totals.credits})
 
 
-def _cents(credits: float) -> int:
-    return round(credits * 100)
-
-
 @router.get("/credits/v1/projects/{uuid}/budgets")
 async def project_budgets(
     uuid: str,
@@ -106,43 +74,7 @@ async def project_budgets(
     activeOnly changes nothing."""
     p.accounting.check_project(user.id, uuid)
     budget = await run_in_threadpool(p.accounting.budget, user.id)
-    if budget is None:
-        return json_response({"budgets": []})
-    item = {
-        "uuid": uuid,
-        "alias": "calor",
-        "consumedAmountInCents": _cents(budget.consumed),
-        "totalAmountInCents": _cents(budget.credits),
-        "remainingAmountInCents": _cents(budget.credits - budget.consumed),
-        # calor refuses new tasks and pools past it; running ones go on
-        "budgetOverrunPolicy": "BlockNew",
-        "startDateUtc": budget.set_at.isoformat(timespec="microseconds") + "Z",
-        "expirationDateUtc": None,
-        "isArchived": False,
-    }
-    return json_response({"budgets": [item]})
-
-
-def carbon_json(facts: CarbonFacts) -> dict[str, Any]:
-    """The SDK's CarbonFacts (snake_case); calor reuses no heat, so the heat figures are 0
-    and ERE is the PUE. calor_energy_method says whether the energy was measured."""
-    return {
-        "total_consumed_energy_Wh": facts.consumed_energy_wh,
-        "total_energy_it_Wh": facts.it_energy_wh,
-        "total_reused_energy_Wh": 0.0,
-        "qarnot_carbon_footprint": facts.carbon_g,
-        "equivalent_datacenter_name": facts.reference_name,
-        "equivalent_DC_carbon_footprint": facts.reference_carbon_g,
-        "saved_carbon_footprint_compute": facts.saved_g,
-        "saved_carbon_footprint_heat": 0.0,
-        "saved_carbon_footprint_compute_heat": facts.saved_g,
-        "saved_carbon_footprint_percent": facts.saved_percent,
-        "PUE": facts.pue,
-        "ERE": facts.pue,
-        "ERF": 0.0,
-        "WUE": None,  # not known to calor
-        "calor_energy_method": facts.method,
-    }
+    return json_response({"budgets": [] if budget is None else [budget_json(uuid, budget)]})
 
 
 @router.get("/carbon/v1/{kind}/{uuid}/carbon-facts")
