@@ -201,7 +201,7 @@ def build_server(settings: Settings) -> Server:
         bucket_exists=objects.exists,
         check_secrets=secrets_.check_grant,
         cpu_models=lambda: cpu_models(),
-        admit=accounting.admit,
+        admit=accounting.admission,
     )
     jobs = JobService(JobStore(db), tasks, settings.limits, engine)
     # instances' ports are forwarded by the local executor only: a Dask worker's instances
@@ -228,7 +228,7 @@ def build_server(settings: Settings) -> Server:
         ),
         capacity=capacity,
         cpu_models=lambda: cpu_models(),
-        admit=accounting.admit,
+        admit=accounting.admission,
     )
     receive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     cluster: Callable[[], dict[str, Any]] | None = None

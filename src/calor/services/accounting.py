@@ -55,15 +55,20 @@ class AccountingService:
             return self.rates.max_cores_per_user
         return self.executor_cores()
 
-    def admit(self, user_id: int, cores_at_once: float, what: str) -> None:
-        """Refuse a submission from a user whose budget is spent, or one that needs more
-        cores at once than their quota (PaymentRequired: the SDK's NotEnoughCredits)."""
-        # the executor gives what asks for more than it has all it has: with the default
-        # quota (its cores) nothing that runs today is refused
-        check_quota(min(cores_at_once, self.executor_cores()), self.max_cores, what)
+    def admission(self, user_id: int) -> Callable[[float, str], None]:
+        """The check of a user's submissions (one budget read for all the tasks of a bulk
+        submit): it refuses any once their budget is spent, and one that needs more cores at
+        once than their quota (PaymentRequired: the SDK's NotEnoughCredits)."""
         budget = self.budget(user_id)
-        if budget is not None:
-            check_budget(budget.consumed, budget.credits)
+
+        def admit(cores_at_once: float, what: str) -> None:
+            # the executor gives what asks for more than it has all it has: with the default
+            # quota (its cores) nothing that runs today is refused
+            check_quota(min(cores_at_once, self.executor_cores()), self.max_cores, what)
+            if budget is not None:
+                check_budget(budget.consumed, budget.credits)
+
+        return admit
 
     def account(self, user_id: int) -> Totals:
         return self.usage.totals(user_id, "user", str(user_id)) or Totals()

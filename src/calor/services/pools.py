@@ -85,7 +85,7 @@ class PoolService:
         if self.cpu_models is not None:
             check_cpu_models(spec.document.get("hardwareConstraints") or [], self.cpu_models())
         forward_rules(spec.profile, spec.document.get("forcedNetworkRules"))
-        self.admit(user_id, min_slots(spec) * spec.cores, "this pool (its slots at once)")
+        self.admit(user_id)(min_slots(spec) * spec.cores, "this pool (its slots at once)")
         pool_uuid = self.pools.insert(user_id, spec, self.clock(), self.limits.max_pools_per_user)
         self.control.wake()
         return pool_uuid

@@ -78,12 +78,18 @@ def no_secrets(_user: int, raw: Any, _already: Any) -> None:
         raise BadRequest("this server keeps no secrets: secretsAccessRights cannot be granted")
 
 
-# (user id, cores the submission needs at once, what needs them): raises when refused
-Admission = Callable[[int, float, str], None]
+# a user's check of what they submit, (cores needed at once, what needs them): raises when
+# refused (services/accounting.py)
+Admission = Callable[[int], Callable[[float, str], None]]
 
 
-def admit_all(_user: int, _cores: float, _what: str) -> None:
+def _admitted(_cores: float, _what: str) -> None:
+    pass
+
+
+def admit_all(_user: int) -> Callable[[float, str], None]:
     """No budgets nor quotas (services built without accounting, as in unit tests)."""
+    return _admitted
 
 
 def page_size(limits: Limits, requested: int | None) -> int:
@@ -160,12 +166,12 @@ class TaskService:
     def submit(self, user_id: int, specs: list[TaskSpec]) -> list[str | CalorError]:
         """One result per spec, in order: a uuid, or why that spec was refused."""
         refused: dict[int, CalorError] = {}
+        admit = self.admit(user_id)
         for i, spec in enumerate(specs):
             try:
                 self._check_files(user_id, spec)
                 # an instance on a pool runs on cores its pool's slot already holds
-                cores = 0.0 if spec.pool_uuid else spec.cores
-                self.admit(user_id, cores, "an instance of this task")
+                admit(0.0 if spec.pool_uuid else spec.cores, "an instance of this task")
             except CalorError as exc:
                 refused[i] = exc
         kept = [spec for i, spec in enumerate(specs) if i not in refused]
