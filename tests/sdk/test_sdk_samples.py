@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from qarnot.connection import Connection
 from qarnot.exceptions import MissingTaskException
+from qarnot.task import Task
 
 from tests.conftest import Server, make_server
 from tests.sdk.helpers import FINAL, stop_unfinished, unique
@@ -45,7 +46,7 @@ def conn(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     connection._http.close()
 
 
-def _follow(task: object, timeout: float = 5) -> tuple[list[str], str, str]:
+def _follow(task: Task, timeout: float = 5) -> tuple[list[str], str, str]:
     """The samples' loop: print the state when it changes, ``done = task.wait(5)``, then
     write the fresh stdout and stderr; returns the states seen and everything written."""
     states: list[str] = []
@@ -54,13 +55,13 @@ def _follow(task: object, timeout: float = 5) -> tuple[list[str], str, str]:
     deadline = time.monotonic() + 90
     while not done:
         assert time.monotonic() < deadline, f"the task never finished: states {states}"
-        state = task.state  # type: ignore[attr-defined]
+        state = task.state
         if not states or state != states[-1]:
             states.append(state)
-        done = task.wait(timeout)  # type: ignore[attr-defined]
-        out += task.fresh_stdout()  # type: ignore[attr-defined]
-        err += task.fresh_stderr()  # type: ignore[attr-defined]
-    states.append(task.state)  # type: ignore[attr-defined]
+        done = task.wait(timeout)
+        out += task.fresh_stdout()
+        err += task.fresh_stderr()
+    states.append(task.state)
     return states, out, err
 
 
