@@ -4,11 +4,15 @@ used, and the task's output says so.
 """
 
 import contextlib
+import math
 import os
+import resource
+import selectors
 import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +29,9 @@ from calor.runner.runtime import (
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KILL_GRACE_SECONDS = 1.0
+# how long the pipes are read once the process has exited (a process that left its group
+# may hold them open)
+PIPE_DRAIN_SECONDS = 5.0
 
 
 class RunningProcess:
@@ -189,23 +196,17 @@ class HostRuntime:
                 None, 0.0, 0, f"runtime missing: cannot start the host runtime ({exc})"
             )
         launch.on_start(proc, proc.pid, proc.proc_start)
-        assert proc.popen.stdout is not None and proc.popen.stderr is not None
-        readers = [
-            threading.Thread(target=_pump, args=(proc.popen.stdout, launch.stdout), daemon=True),
-            threading.Thread(target=_pump, args=(proc.popen.stderr, launch.stderr), daemon=True),
-        ]
-        for r in readers:
-            r.start()
-        result = self.wait(proc)
-        for r in readers:
-            r.join(timeout=5)
-        return result
+        return self.wait(proc, launch.stdout, launch.stderr)
 
-    def wait(self, proc: RunningProcess) -> RunResult:
-        """Wait for the process, measure it, and make sure none of its tree survives it."""
-        _, status, usage = os.wait4(proc.pid, 0)
+    def wait(self, proc: RunningProcess, stdout: TextSink, stderr: TextSink) -> RunResult:
+        """Forward the output until the process ends, measure it, and make sure none of its
+        tree survives it."""
+        assert proc.popen.stdout is not None and proc.popen.stderr is not None
+        status, usage = _communicate(
+            proc.pid,
+            {proc.popen.stdout: LineAssembler(stdout), proc.popen.stderr: LineAssembler(stderr)},
+        )
         proc.popen.returncode = os.waitstatus_to_exitcode(status)
-        _signal_group(proc.pid, signal.SIGKILL)
         code = proc.popen.returncode
         if code < 0:  # the shell's convention, so both runtimes report signals alike
             code = 128 - code
@@ -225,11 +226,65 @@ def _program(name: str, path: str, workdir: Path) -> str | None:
     return shutil.which(name, path=path)
 
 
-def _pump(stream: IO[bytes], emit: TextSink) -> None:
-    """Forward a pipe as whole lines until EOF."""
-    lines = LineAssembler(emit)
-    fd = stream.fileno()
-    while data := os.read(fd, 65536):
-        lines.feed(data)
-    lines.close()
-    stream.close()
+Exit = tuple[int, resource.struct_rusage]  # wait status and usage
+
+
+def _communicate(pid: int, pipes: dict[IO[bytes], LineAssembler]) -> Exit:
+    """Read the pipes and wait for the process on the calling thread: one ``select`` over the
+    pipes and the process's pidfd (a reader thread per pipe cost more than the spawn of a
+    short command). Once the process has exited its group is killed, so what it left
+    behind cannot hold the pipes open; what they still carry is read for a few seconds."""
+    selector = selectors.DefaultSelector()
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except OSError:  # an old kernel: the exit is polled
+        pidfd = None
+    exited: Exit | None = None
+    try:
+        for stream in pipes:
+            selector.register(stream, selectors.EVENT_READ, stream)
+        if pidfd is not None:
+            selector.register(pidfd, selectors.EVENT_READ)
+        deadline = math.inf
+        while selector.get_map() and time.monotonic() < deadline:
+            if exited is not None:
+                timeout: float | None = deadline - time.monotonic()
+            else:
+                timeout = None if pidfd is not None else 0.1
+            for key, _ in selector.select(timeout):
+                stream = key.data
+                if stream is None:  # the pidfd: the process has exited
+                    selector.unregister(key.fileobj)
+                    exited = _wait(pid)
+                    continue
+                data = os.read(stream.fileno(), 65536)
+                if data:
+                    pipes[stream].feed(data)
+                else:
+                    selector.unregister(stream)
+            if exited is None and pidfd is None:
+                exited = _poll(pid)
+            if exited is not None and deadline == math.inf:
+                _signal_group(pid, signal.SIGKILL)
+                deadline = time.monotonic() + PIPE_DRAIN_SECONDS
+        if exited is None:  # the pipes closed first (without a pidfd)
+            exited = _wait(pid)
+            _signal_group(pid, signal.SIGKILL)
+        return exited
+    finally:
+        selector.close()
+        if pidfd is not None:
+            os.close(pidfd)
+        for stream, lines in pipes.items():
+            lines.close()
+            stream.close()
+
+
+def _wait(pid: int) -> Exit:
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage
+
+
+def _poll(pid: int) -> Exit | None:
+    waited, status, usage = os.wait4(pid, os.WNOHANG)
+    return (status, usage) if waited else None
