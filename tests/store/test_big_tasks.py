@@ -1,5 +1,6 @@
-"""A task's instance totals are kept by the store as its instances change (migration 0015), so
-what the engine does per instance must not grow with the number of instances in the task."""
+"""A task's instance totals are kept by the store as its instances change (migrations 0015 and
+0016), so what the engine does per instance must not grow with the number of instances in the
+task, the slots of a pool or the tasks of a job."""
 
 import sqlite3
 from collections.abc import Iterator
@@ -10,13 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from calor.api.requests import TaskBody, parse
-from calor.api.schemas import task_spec
-from calor.domain.ports import Finished, Progress, Started
+from calor.api.requests import JobBody, PoolBody, TaskBody, parse
+from calor.api.schemas import job_spec, pool_spec, task_spec
+from calor.domain.ports import Finished, Progress, Ready, Started
 from calor.domain.task import totals_of
 from calor.settings import Settings
 from calor.store.engine import Database
 from calor.store.execution import ExecutionStore
+from calor.store.jobs import JobStore
+from calor.store.pools import PoolStore
 from calor.store.records import _TOTALS_COLUMNS, load_instances, totals_row
 from calor.store.tables import tasks
 from calor.store.tasks import TaskStore
@@ -33,8 +36,15 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     database.dispose()
 
 
-def _submit(db: Database, instances: int, **body: Any) -> tuple[int, str, TaskStore]:
+def _user(db: Database) -> int:
     user, _ = user_service(db, Settings(data_dir=Path("/x"), secret_key="k")).create("u@x")
+    return user.id
+
+
+def _submit(
+    db: Database, instances: int, tasks: int = 1, user_id: int | None = None, **body: Any
+) -> tuple[int, str, TaskStore]:
+    user_id = _user(db) if user_id is None else user_id
     store = TaskStore(db)
     spec = {
         "name": "big",
@@ -42,8 +52,10 @@ def _submit(db: Database, instances: int, **body: Any) -> tuple[int, str, TaskSt
         "constants": [{"key": "DOCKER_CMD", "value": "true"}],
         **body,
     }
-    [uuid] = store.insert(user.id, [task_spec(parse(TaskBody, spec), 10**6)], T0, 10**6)
-    return user.id, uuid, store
+    specs = [task_spec(parse(TaskBody, spec), 10**6)] * tasks
+    uuids = store.insert(user_id, specs, T0, 10**6)
+    assert all(isinstance(u, str) for u in uuids), uuids
+    return user_id, str(uuids[0]), store
 
 
 def _check(db: Database) -> None:
@@ -125,6 +137,22 @@ class _Work:
         return 0  # go on
 
 
+def _drive(engine: ExecutionStore, cores: int, now: datetime, one_by_one: bool = False) -> int:
+    """Claim, start and finish what is queued as the engine does, until nothing is left;
+    ``one_by_one``: each event in a batch of its own (instances ending apart). Returns how
+    many attempts ran."""
+    ran = 0
+    while jobs := engine.claim(cores, cores, now):
+        batches = [[j] for j in jobs] if one_by_one else [jobs]
+        for batch in batches:
+            engine.apply([Started(j.row_id, now, 1, 1.0) for j in batch], now)
+        now += timedelta(seconds=1)
+        for batch in batches:
+            engine.apply([Finished(j.row_id, now, 0, wall_time_sec=1.0) for j in batch], now)
+        ran += len(jobs)
+    return ran
+
+
 def _run_one_task(tmp: Path, instances: int, cores: int = 8) -> tuple[float, float]:
     """Statements and SQLite VM steps per instance for a task of ``instances`` instances,
     from its first claim to its end, as the engine drives it (claims of ``cores``, each
@@ -134,11 +162,7 @@ def _run_one_task(tmp: Path, instances: int, cores: int = 8) -> tuple[float, flo
         _submit(db, instances)
         engine = ExecutionStore(db)
         work = _Work(db)
-        now = T0
-        while jobs := engine.claim(cores, cores, now):
-            engine.apply([Started(j.row_id, now, 1, 1.0) for j in jobs], now)
-            now += timedelta(seconds=1)
-            engine.apply([Finished(j.row_id, now, 0, wall_time_sec=1.0) for j in jobs], now)
+        assert _drive(engine, cores, T0) == instances
         _check(db)
         return work.statements / instances, work.steps / instances
     finally:
@@ -150,5 +174,83 @@ def test_the_store_work_per_instance_does_not_grow_with_the_task(tmp_path: Path)
     large = _run_one_task(tmp_path / "large", 2000)
     # the same statements per instance; SQLite's own work per instance within a small factor
     # (B-tree depth grows with the table: log N). Deriving from every instance was ~10x here
+    assert large[0] <= small[0] * 1.05, (small, large)
+    assert large[1] <= small[1] * 1.5, (small, large)
+
+
+def _run_a_pool(tmp: Path, slots: int) -> tuple[float, float]:
+    """Work per slot of a pool of ``slots`` slots, from their claim to all of them ready,
+    each slot's events in batches of their own, then per instance of a task of ``slots``
+    instances run on it, one by one."""
+    db = open_database(Settings(data_dir=tmp))
+    try:
+        user_id = _user(db)
+        body = {"name": "p", "instanceCount": slots, "constants": []}
+        pool = PoolStore(db).insert(user_id, pool_spec(parse(PoolBody, body), 10**6), T0, 10)
+        engine = ExecutionStore(db)
+        work = _Work(db)
+        held = engine.claim(slots, slots, T0)
+        assert len(held) == slots and all(j.hold for j in held)
+        for job in held:
+            engine.apply([Started(job.row_id, T0, 1, 1.0)], T0)
+            engine.apply([Ready(job.row_id, T0)], T0)
+        _check(db)
+        per_slot = work.statements / slots, work.steps / slots
+        _submit(db, slots, user_id=user_id, poolUuid=pool)
+        work.statements = work.steps = 0
+        assert _drive(engine, 0, T0, one_by_one=True) == slots
+        _check(db)
+        assert PoolStore(db).get(user_id, pool).state.value == "FullyExecuting"
+        per_task_instance = work.statements / slots, work.steps / slots
+        return per_slot + per_task_instance
+    finally:
+        db.dispose()
+
+
+def test_the_store_work_per_slot_does_not_grow_with_the_pool(tmp_path: Path) -> None:
+    small = _run_a_pool(tmp_path / "small", 20)
+    large = _run_a_pool(tmp_path / "large", 200)
+    for i, what in enumerate(("statements per slot", "steps per slot")):
+        grows = 1.05 if i == 0 else 1.5
+        assert large[i] <= small[i] * grows, (what, small, large)
+    for i, what in enumerate(("statements per instance", "steps per instance"), start=2):
+        grows = 1.05 if i == 2 else 1.5
+        assert large[i] <= small[i] * grows, (what, small, large)
+
+
+def _run_a_job(tmp: Path, n_tasks: int, terminate: bool) -> tuple[float, float]:
+    """Work per task of a job of ``n_tasks`` 1-instance tasks run to their end, the job
+    terminating (each ended task asks whether the job may complete) or not."""
+    db = open_database(Settings(data_dir=tmp))
+    try:
+        user_id = _user(db)
+        jobs = JobStore(db)
+        job = jobs.insert(user_id, job_spec(parse(JobBody, {"name": "j"})), T0, 10)
+        _submit(db, 1, tasks=n_tasks, user_id=user_id, jobUuid=job)
+        engine = ExecutionStore(db)
+        work = _Work(db)
+        if terminate:
+            # a terminating job's tasks end as cancelled: started, then aborted one by one
+            assert len(engine.claim(n_tasks, n_tasks, T0)) == n_tasks
+            jobs.terminate(user_id, job, T0)
+            rows = [r.row_id for r in engine.leftovers()]
+            for row_id in rows:
+                engine.apply([Finished(row_id, T0, None, cancelled=True)], T0)
+        else:
+            assert _drive(engine, 4, T0, one_by_one=True) == n_tasks
+        _check(db)
+        state = jobs.get(user_id, job).state.value
+        assert state == ("Completed" if terminate else "Active"), state
+        return work.statements / n_tasks, work.steps / n_tasks
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("terminate", [False, True])
+def test_the_store_work_per_task_does_not_grow_with_the_job(
+    tmp_path: Path, terminate: bool
+) -> None:
+    small = _run_a_job(tmp_path / "small", 100, terminate)
+    large = _run_a_job(tmp_path / "large", 1000, terminate)
     assert large[0] <= small[0] * 1.05, (small, large)
     assert large[1] <= small[1] * 1.5, (small, large)

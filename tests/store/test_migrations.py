@@ -112,3 +112,63 @@ def test_running_task_count_is_backfilled(tmp_path: Path, backend: str) -> None:
         assert count == 2
     finally:
         db.dispose()
+
+
+def _downgrade(db: Database, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+_RUNNING = "SELECT running_started, started_ms_sum FROM tasks"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_running_starts_are_backfilled_and_kept_by_the_triggers(
+    tmp_path: Path, backend: str
+) -> None:
+    """0016: the running instances' starts of the tasks already stored are summed; its
+    triggers keep them; going back to 0015 leaves that revision's triggers working."""
+    db = Database(database_url(backend) or sqlite_url(tmp_path))
+    started = ("2026-01-01 00:00:01.250", "2026-01-01 00:00:03", None)
+    try:
+        _upgrade(db, "0015")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, token_hash, created_at) "
+                    "VALUES (1, 'a@x', 'h1', '2026-01-01')"
+                )
+            )
+            _insert_task(conn, "t", 1, "FullyExecuting")
+            task_id = conn.execute(text("SELECT id FROM tasks")).scalar_one()
+            for i, (state, at) in enumerate(
+                zip(("Executing", "UploadingResults", "Dispatched", "Success"), [*started, "x"])
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO instances (task_id, instance_id, state, attempts, progress, "
+                        "started_at, wall_time_sec, cpu_time_sec, peak_memory_mb) "
+                        "VALUES (:t, :i, :s, 1, 0, :at, 0, 0, 0)"
+                    ),
+                    {"t": task_id, "i": i, "s": state, "at": None if at == "x" else at},
+                )
+        db.migrate()
+        # 2026-01-01 is 2192 days after 2020-01-01
+        day_ms = 2192 * 86_400_000
+        with db.engine.begin() as conn:
+            assert tuple(conn.execute(text(_RUNNING)).one()) == (2, 2 * day_ms + 1250 + 3000)
+            conn.execute(text("UPDATE instances SET state = 'Success' WHERE instance_id = 0"))
+            assert tuple(conn.execute(text(_RUNNING)).one()) == (1, day_ms + 3000)
+        _downgrade(db, "0015")
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE instances SET state = 'Success' WHERE instance_id = 1"))
+            n_success = conn.execute(text("SELECT n_success FROM tasks")).scalar_one()
+        assert n_success == 3
+        db.migrate()
+        with db.engine.connect() as conn:
+            assert tuple(conn.execute(text(_RUNNING)).one()) == (0, 0)
+    finally:
+        db.dispose()

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from calor.domain.dependencies import Dependency, DependencyState
@@ -125,10 +125,26 @@ class InstanceTotals:
     wall_sum: float
     first_start: datetime | None
     last_end: datetime | None
+    # the active instances that have started, and the sum of their starts (starts_ms)
+    running_started: int = 0
+    started_ms_sum: int = 0
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    def running_seconds(self, now: datetime) -> float:
+        """How long the running instances have run so far, all together."""
+        return max(0, self.running_started * starts_ms(now) - self.started_ms_sum) / 1000
+
+
+# starts are summed as whole ms since then (store migration 0016 rounds them alike)
+STARTS_EPOCH = datetime(2020, 1, 1)
+
+
+def starts_ms(at: datetime) -> int:
+    """``at`` in ms since STARTS_EPOCH, to the nearest, halves up."""
+    return ((at - STARTS_EPOCH) // timedelta(microseconds=1) + 500) // 1000
 
 
 def totals_of(instances: Iterable[InstanceRecord]) -> InstanceTotals:
@@ -136,37 +152,34 @@ def totals_of(instances: Iterable[InstanceRecord]) -> InstanceTotals:
     progress_sum = wall_sum = 0.0
     first_start: datetime | None = None
     last_end: datetime | None = None
+    running_started = started_ms_sum = 0
     for inst in instances:
         counts[inst.state] = counts.get(inst.state, 0) + 1
+        if inst.state in ACTIVE_INSTANCE_STATES and inst.started_at is not None:
+            running_started += 1
+            started_ms_sum += starts_ms(inst.started_at)
         progress_sum += 100.0 if inst.state in FINAL_INSTANCE_STATES else inst.progress
         wall_sum += inst.wall_time_sec
         if inst.started_at is not None and (first_start is None or inst.started_at < first_start):
             first_start = inst.started_at
         if inst.ended_at is not None and (last_end is None or inst.ended_at > last_end):
             last_end = inst.ended_at
-    return InstanceTotals(counts, progress_sum, wall_sum, first_start, last_end)
+    return InstanceTotals(
+        counts, progress_sum, wall_sum, first_start, last_end, running_started, started_ms_sum
+    )
 
 
 def derive(
     instances: list[InstanceRecord], cores: float, cancel_requested: bool, now: datetime
 ) -> Derived:
-    active = [i for i in instances if i.state in ACTIVE_INSTANCE_STATES]
-    return derive_from(totals_of(instances), active, cores, cancel_requested, now)
+    return derive_from(totals_of(instances), cores, cancel_requested, now)
 
 
 def derive_from(
-    totals: InstanceTotals,
-    active: Iterable[InstanceRecord],
-    cores: float,
-    cancel_requested: bool,
-    now: datetime,
+    totals: InstanceTotals, cores: float, cancel_requested: bool, now: datetime
 ) -> Derived:
-    """The derivation from a task's totals and its active instances (at most what its cores
-    run at once): the running ones add the time they have run so far."""
-    execution = totals.wall_sum
-    for inst in active:
-        if inst.started_at is not None:
-            execution += max(0.0, (now - inst.started_at).total_seconds())
+    """The derivation from a task's totals alone: the same work at 10 or 10^5 instances."""
+    execution = totals.wall_sum + totals.running_seconds(now)
     state = derive_task_state(totals.counts, cancel_requested)
     counts = totals.counts
     running = counts.get(InstanceState.EXECUTING, 0) + counts.get(InstanceState.UPLOADING, 0)

@@ -8,7 +8,6 @@ from sqlalchemy import Connection, Row, bindparam, select, update
 
 from calor.domain.dependencies import Dependency, DependencyState
 from calor.domain.states import (
-    ACTIVE_INSTANCE_STATES,
     FINAL_TASK_STATES,
     InstanceState,
     TaskState,
@@ -49,6 +48,8 @@ _TOTALS_COLUMNS = (
     tasks.c.wall_sum,
     tasks.c.first_start,
     tasks.c.last_end,
+    tasks.c.running_started,
+    tasks.c.started_ms_sum,
 )
 _DERIVE_INPUTS = select(
     tasks.c.id,
@@ -61,11 +62,6 @@ _DERIVE_INPUTS = select(
     tasks.c.slots_of,
     *_TOTALS_COLUMNS,
 ).where(tasks.c.id.in_(bindparam("task_ids", expanding=True)))
-# the instances that run now (ix_instances_task_state): no more than the cores hold
-_LOAD_ACTIVE = select(*INSTANCE_COLUMNS).where(
-    instances.c.task_id.in_(bindparam("task_ids", expanding=True)),
-    instances.c.state.in_([s.value for s in ACTIVE_INSTANCE_STATES]),
-)
 # executemany: the SET clause is taken from the parameters' keys
 _UPDATE_TASK = update(tasks).where(tasks.c.id == bindparam("_task_id"))
 
@@ -157,7 +153,13 @@ def totals_row(row: Any) -> InstanceTotals:
     """A task row's instance totals (selected with _TOTALS_COLUMNS)."""
     counts = {s: n for s, name in COUNT_COLUMNS.items() if (n := int(getattr(row, name)))}
     return InstanceTotals(
-        counts, float(row.progress_sum), float(row.wall_sum), row.first_start, row.last_end
+        counts,
+        float(row.progress_sum),
+        float(row.wall_sum),
+        row.first_start,
+        row.last_end,
+        int(row.running_started),
+        int(row.started_ms_sum),
     )
 
 
@@ -195,17 +197,13 @@ def _recompute_once(
     if not ids:
         return ended
     rows = conn.execute(_DERIVE_INPUTS, {"task_ids": ids}).all()
-    active: dict[int, list[InstanceRecord]] = {i: [] for i in ids}
-    for inst in conn.execute(_LOAD_ACTIVE, {"task_ids": ids}):
-        active[inst.task_id].append(instance_record(inst))
-    # a pool's slots are its own rows: their pool's state needs every one (few: its nodes)
-    slots = load_instances(conn, [r.id for r in rows if r.slots_of is not None])
     # one executemany per shape of SET clause: with or without a state change
     updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for row in rows:
-        d = derive_from(totals_row(row), active[row.id], row.cores, row.cancel_requested, now)
-        if row.slots_of is not None:
-            update_pool_state(conn, row.slots_of, slots[row.id], now)
+        totals = totals_row(row)
+        d = derive_from(totals, row.cores, row.cancel_requested, now)
+        if row.slots_of is not None:  # a pool's slots are the instances of its slot task
+            update_pool_state(conn, row.slots_of, totals.counts, now)
         values: dict[str, Any] = {
             "_task_id": row.id,
             "progress": d.progress,

@@ -19,7 +19,6 @@ from calor.domain.states import (
     JobState,
     TaskState,
 )
-from calor.domain.task import InstanceRecord
 from calor.store.tables import instances, jobs, pools, task_dependencies, tasks
 
 # the code of the error a task gets when it is cancelled without running
@@ -183,9 +182,10 @@ def count_not_final(conn: Connection, job_id: int) -> int:
 
 
 def update_pool_state(
-    conn: Connection, pool_id: int, slots: list[InstanceRecord], now: datetime
+    conn: Connection, pool_id: int, counts: Mapping[InstanceState, int], now: datetime
 ) -> None:
-    """A pool's state follows its slots' (domain.pool.derive_pool_state)."""
+    """A pool's state follows its slots' (domain.pool.derive_pool_state): how many are in
+    each state."""
     pool = conn.execute(
         select(pools.c.state, pools.c.closing, pools.c.elastic, pools.c.completion_ttl_sec).where(
             pools.c.id == pool_id
@@ -193,9 +193,6 @@ def update_pool_state(
     ).first()
     if pool is None:
         return
-    counts: dict[InstanceState, int] = {}
-    for slot in slots:
-        counts[slot.state] = counts.get(slot.state, 0) + 1
     new = derive_pool_state(counts, pool.closing, pool.elastic)
     if new.value == pool.state:
         return

@@ -94,6 +94,10 @@ tasks = Table(
     # each instance's progress, 100 for a final one; the wall time of every ended attempt
     Column("progress_sum", Float, nullable=False, server_default="0"),
     Column("wall_sum", Float, nullable=False, server_default="0"),
+    # the active instances that have started, and the sum of their starts (ms since
+    # domain.task.STARTS_EPOCH): the execution time so far without reading them (0016)
+    Column("running_started", Integer, nullable=False, server_default="0"),
+    Column("started_ms_sum", BigInteger, nullable=False, server_default="0"),
     Column("results_count", Integer, nullable=False, default=0),
     Column("retries_used", Integer, nullable=False, default=0),
     Column("max_per_instance_retries", Integer),
@@ -131,6 +135,7 @@ tasks = Table(
     Index("ix_tasks_user_name_id", "user_id", "name", "id"),
     Index("ix_tasks_snapshot_due", "snapshot_due"),
     Index("ix_tasks_job_id_id", "job_id", "id"),
+    Index("ix_tasks_job_state", "job_id", "state"),
     Index("ix_tasks_queue_due", "queue_due"),
     Index("ix_tasks_delete_due", "delete_due"),
     Index("ix_tasks_pool_id", "pool_id"),
