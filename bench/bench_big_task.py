@@ -10,34 +10,42 @@ Platform: one POST /tasks with instanceCount = N, then GET /tasks/summaries poll
 summary never loads instances) until it is final; the clock runs from the POST. The
 server's resident memory is sampled meanwhile (its peak is reported).
 
+Then GET /tasks/{uuid} of the ended task (completedInstances lists all N), three times: the
+time of each from the request to the last byte, the size of the answer, and how much the
+server's resident memory grew while it answered (sampled every 10 ms).
+
 Targets: instances/s at the largest N >= 0.8 x the figure at 10^3 (flat in N), and
->= 0.5 x bare spawn.
+>= 0.5 x bare spawn; the GET of the largest task within 1 s.
 """
 
 import argparse
 import os
+import statistics
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 from common import bare_spawn_rate, result, running_server, task_body
 
 
 class PeakRss:
-    """The peak resident memory of a process, sampled every 0.2 s on a thread."""
+    """The peak resident memory of a process, sampled every ``every`` s on a thread."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, every: float = 0.2) -> None:
         self.proc = psutil.Process(pid)
-        self.peak = 0
+        self.peak = self.proc.memory_info().rss
+        self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(self.every):
             try:
                 self.peak = max(self.peak, self.proc.memory_info().rss)
             except psutil.Error:
@@ -49,8 +57,32 @@ class PeakRss:
         return self.peak
 
 
-def platform_rate(root: Path, n: int) -> tuple[float, int]:
-    """Instances/s of one task of ``n`` instances, and the server's peak RSS meanwhile."""
+@dataclass
+class Get:
+    seconds: list[float]
+    size: int  # bytes of JSON
+    rss_growth: int  # bytes, the largest of the three
+
+
+def get_task(c: httpx.Client, pid: int, task: str, n: int) -> Get:
+    seconds, growth, size = [], 0, 0
+    for _ in range(3):
+        before = psutil.Process(pid).memory_info().rss
+        rss = PeakRss(pid, every=0.01)
+        t0 = time.monotonic()
+        r = c.get(f"/tasks/{task}")
+        seconds.append(time.monotonic() - t0)
+        growth = max(growth, rss.stop() - before)
+        r.raise_for_status()
+        size = len(r.content)
+        if len(r.json()["completedInstances"]) != n:
+            raise RuntimeError("the GET did not list every instance")
+    return Get(seconds, size, growth)
+
+
+def platform_rate(root: Path, n: int) -> tuple[float, int, Get]:
+    """Instances/s of one task of ``n`` instances, the server's peak RSS meanwhile, and
+    the GET of the ended task."""
     with running_server(root / f"srv-{uuid.uuid4().hex[:8]}") as server, server.client() as c:
         body = task_body("big", "true")
         body["instanceCount"] = n
@@ -72,7 +104,7 @@ def platform_rate(root: Path, n: int) -> tuple[float, int]:
         if summary["state"] != "Success":
             errors = c.get(f"/tasks/{task}").json()["errors"][:5]
             raise RuntimeError(f"task of {n} ended {summary['state']}: {errors}")
-        return n / elapsed, peak
+        return n / elapsed, peak, get_task(c, server.pid, task, n)
 
 
 def main() -> None:
@@ -86,10 +118,14 @@ def main() -> None:
         root = Path(tmp)
         bare_before = bare_spawn_rate(root, args.bare, cores)
         rates: dict[int, float] = {}
+        gets: dict[int, Get] = {}
         for n in sizes:
-            rates[n], peak = platform_rate(root, n)
+            rates[n], peak, gets[n] = platform_rate(root, n)
+            times = ", ".join(f"{t:.2f}" for t in gets[n].seconds)
             print(
-                f"task of {n}: {rates[n]:.0f} instances/s, server peak RSS {peak / 2**20:.0f} MiB"
+                f"task of {n}: {rates[n]:.0f} instances/s, server peak RSS {peak / 2**20:.0f} MiB;"
+                f" GET {times} s, {gets[n].size / 2**20:.1f} MiB of JSON, server RSS"
+                f" +{gets[n].rss_growth / 2**20:.0f} MiB"
             )
         bare_after = bare_spawn_rate(root, args.bare, cores)
     bare = (bare_before + bare_after) / 2
@@ -110,6 +146,15 @@ def main() -> None:
         f"{ratio:.2f} ({rates[last]:.0f} vs {bare:.0f}/s)",
         ">= 0.5",
         ratio >= 0.5,
+    )
+    best = min(gets[last].seconds)
+    result(
+        "big_task_get",
+        f"GET /tasks/{{uuid}} of {last} instances: {best:.2f} s (best of 3; median "
+        f"{statistics.median(gets[last].seconds):.2f} s), server RSS +"
+        f"{gets[last].rss_growth / 2**20:.0f} MiB",
+        "< 1 s",
+        best < 1.0,
     )
 
 
