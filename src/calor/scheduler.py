@@ -1,8 +1,8 @@
 """The engine loop: records what executors report, then hands queued instances to the executor.
 
-One thread owns both jobs, so instance state changes are applied in order and in batches (a
-burst of events costs one transaction), and capacity freed by an ending instance is reused in
-the same turn.
+One thread owns both jobs, so instance state changes are applied in order and in batches, and
+capacity freed by an ending instance is reused in the same turn: a turn records a burst of
+events and claims what their ends freed in one transaction.
 """
 
 import logging
@@ -122,14 +122,19 @@ class Engine:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _drain(self) -> int:
-        """Record one batch of events; none is lost whatever the store does."""
+    def _take(self) -> list[InstanceEvent]:
+        """The next batch of events, those the store could not take last time first."""
         batch, self._unapplied = self._unapplied, []
         while len(batch) < self.max_batch:
             try:
                 batch.append(self._events.get_nowait())
             except queue.Empty:
                 break
+        return batch
+
+    def _drain(self) -> int:
+        """Record one batch of events; none is lost whatever the store does."""
+        batch = self._take()
         if not batch:
             return 0
         try:
@@ -140,6 +145,28 @@ class Engine:
         except Exception:
             log.exception("recording %d events failed; recording them one by one", len(batch))
             self._apply_one_by_one(batch)
+        return len(batch)
+
+    def _turn(self, executor: Executor) -> int:
+        """Record one batch of events and start what fits now, in one transaction; returns
+        how many events were recorded."""
+        batch = self._take()
+        try:
+            _, jobs = self.store.turn(
+                batch, executor.free_cores(), executor.total_cores, self.clock()
+            )
+        except Unavailable:
+            self._unapplied = batch
+            raise
+        except Exception:
+            if not batch:
+                raise
+            log.exception("recording %d events failed; recording them one by one", len(batch))
+            self._apply_one_by_one(batch)
+            self._wake.set()  # what their ends freed is claimed at the next turn
+            return len(batch)
+        for job in jobs:
+            executor.start(job)
         return len(batch)
 
     def _apply_one_by_one(self, batch: list[InstanceEvent]) -> None:
@@ -185,15 +212,10 @@ class Engine:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
             try:
-                while self._drain():
-                    pass
-                if self._stopping.is_set():
-                    break
                 self._timers()
                 # claimed even with no free core: tasks on pools run on their slots' cores
-                free = self.executor.free_cores()
-                for job in self.store.claim(free, self.executor.total_cores, self.clock()):
-                    self.executor.start(job)
+                while self._turn(self.executor) >= self.max_batch and not self._stopping.is_set():
+                    pass
             except Unavailable as exc:
                 log.warning("%s; the engine retries in 1 s", exc.message)
                 self._stopping.wait(1.0)

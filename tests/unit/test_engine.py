@@ -35,6 +35,13 @@ class FlakyStore:
     def claim(self, free: int, total: int, now: datetime) -> list[InstanceJob]:
         return []
 
+    def turn(
+        self, events: Sequence[InstanceEvent], free: int, total: int, now: datetime
+    ) -> tuple[int, list[InstanceJob]]:
+        # one transaction: a batch that fails claims nothing either
+        ended = self.apply(events, now) if events else 0
+        return ended, self.claim(free, total, now)
+
     def leftovers(self) -> list[Any]:
         return []
 

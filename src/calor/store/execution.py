@@ -290,36 +290,55 @@ class ExecutionStore:
 
     def claim(self, free_cores: float, total_cores: int, now: datetime) -> list[InstanceJob]:
         """Mark the oldest queued instances that fit in ``free_cores`` as dispatched."""
+        return self.turn([], free_cores, total_cores, now)[1]
+
+    def turn(
+        self, events: Sequence[InstanceEvent], free_cores: float, total_cores: int, now: datetime
+    ) -> tuple[int, list[InstanceJob]]:
+        """One turn of the engine in one transaction: record a batch of events, then claim
+        what fits in ``free_cores`` (counted with the ends of this batch). Returns how many
+        instances ended and the claimed attempts."""
         self._total_cores = total_cores
-        if free_cores < CORE_EPSILON and not (self._slots_ready and self._slot_wanted()):
-            return []
+        wants = free_cores >= CORE_EPSILON or (self._slots_ready and self._slot_wanted())
+        if not events and not wants:
+            return 0, []
         with self.db.write() as conn:
-            jobs: list[InstanceJob] = []
-            task_ids: set[int] = set()
-            limit = self.max_running_tasks
-            if limit is not None and limit >= ACTIVE_PER_CORE_BOUND * max(total_cores, 1):
-                limit = None
-            rows, room = self._queued(conn, free_cores, limit)
-            for row in rows:
-                # the first instance of a task that has not started starts the task
-                starts = row.user_id in room and row.task_state == TaskState.SUBMITTED.value
-                starts = starts and row.task_id not in task_ids
-                if starts and room[row.user_id] <= 0:
-                    continue  # its user runs as many tasks as allowed; others go on
-                cores = min(row.cores, total_cores)
-                if cores > free_cores + CORE_EPSILON:
-                    break  # first come, first served: no overtaking by smaller instances
-                free_cores -= cores
-                if starts:
-                    room[row.user_id] -= 1
-                jobs.append(_job(row, cores))
-                task_ids.add(row.task_id)
-            if self._slots_ready:
-                jobs += self._into_slots(conn, task_ids)
-            if not jobs:
-                return []
+            touched: set[int] = set()
+            ended = self._record(conn, events, now, touched) if events else 0
+            jobs = self._claim(conn, free_cores, total_cores, touched) if wants else []
+            recompute(conn, touched, now)
+        return ended, jobs
+
+    def _claim(
+        self, conn: Any, free_cores: float, total_cores: int, task_ids: set[int]
+    ) -> list[InstanceJob]:
+        """Mark the oldest queued instances that fit as dispatched; adds their tasks to
+        ``task_ids``."""
+        jobs: list[InstanceJob] = []
+        claimed: set[int] = set()
+        limit = self.max_running_tasks
+        if limit is not None and limit >= ACTIVE_PER_CORE_BOUND * max(total_cores, 1):
+            limit = None
+        rows, room = self._queued(conn, free_cores, limit)
+        for row in rows:
+            # the first instance of a task that has not started starts the task
+            starts = row.user_id in room and row.task_state == TaskState.SUBMITTED.value
+            starts = starts and row.task_id not in claimed
+            if starts and room[row.user_id] <= 0:
+                continue  # its user runs as many tasks as allowed; others go on
+            cores = min(row.cores, total_cores)
+            if cores > free_cores + CORE_EPSILON:
+                break  # first come, first served: no overtaking by smaller instances
+            free_cores -= cores
+            if starts:
+                room[row.user_id] -= 1
+            jobs.append(_job(row, cores))
+            claimed.add(row.task_id)
+        if self._slots_ready:
+            jobs += self._into_slots(conn, claimed)
+        if jobs:
             conn.execute(_DISPATCH, {"row_ids": [j.row_id for j in jobs]})
-            recompute(conn, task_ids, now)
+        task_ids |= claimed
         return jobs
 
     @staticmethod
@@ -376,71 +395,79 @@ class ExecutionStore:
 
     def apply(self, events: Sequence[InstanceEvent], now: datetime) -> int:
         """Record a batch of events in one transaction; returns how many instances ended."""
+        with self.db.write() as conn:
+            touched: set[int] = set()
+            ended = self._record(conn, events, now, touched)
+            recompute(conn, touched, now)
+        return ended
+
+    def _record(
+        self, conn: Any, events: Sequence[InstanceEvent], now: datetime, touched: set[int]
+    ) -> int:
+        """Apply the events to their instances; adds the tasks they changed to ``touched``
+        and returns how many instances ended."""
         row_ids = sorted({e.row_id for e in events})
         ended = 0
-        with self.db.write() as conn:
-            current = {r.id: r for r in conn.execute(_CURRENT, {"row_ids": row_ids})}
-            state = {rid: InstanceState(r.state) for rid, r in current.items()}
-            touched: set[int] = set()
-            logs: list[dict[str, object]] = []
-            for ev in events:
-                row = current.get(ev.row_id)
-                if row is None:
-                    continue  # the task was deleted meanwhile
-                if isinstance(ev, Output):
-                    logs.append(
-                        {
-                            "task_id": row.task_id,
-                            "instance_id": row.instance_id,
-                            "stream": ev.stream,
-                            "data": ev.data,
-                        }
-                    )
+        current = {r.id: r for r in conn.execute(_CURRENT, {"row_ids": row_ids})}
+        state = {rid: InstanceState(r.state) for rid, r in current.items()}
+        logs: list[dict[str, object]] = []
+        for ev in events:
+            row = current.get(ev.row_id)
+            if row is None:
+                continue  # the task was deleted meanwhile
+            if isinstance(ev, Output):
+                logs.append(
+                    {
+                        "task_id": row.task_id,
+                        "instance_id": row.instance_id,
+                        "stream": ev.stream,
+                        "data": ev.data,
+                    }
+                )
+                continue
+            if isinstance(ev, Started):
+                if not can_transition(state[ev.row_id], InstanceState.EXECUTING):
                     continue
-                if isinstance(ev, Started):
-                    if not can_transition(state[ev.row_id], InstanceState.EXECUTING):
-                        continue
-                    state[ev.row_id] = InstanceState.EXECUTING
-                    conn.execute(
-                        _UPDATE_INSTANCE,
-                        {
-                            "_row_id": ev.row_id,
-                            "state": InstanceState.EXECUTING.value,
-                            "started_at": ev.at,
-                            "pid": ev.pid,
-                            "proc_start": ev.proc_start,
-                        },
-                    )
-                elif isinstance(ev, Progress):
-                    if state[ev.row_id] not in ACTIVE_INSTANCE_STATES:
-                        continue
-                    conn.execute(
-                        update(instances)
-                        .where(instances.c.id == ev.row_id)
-                        .values(progress=max(0.0, min(100.0, ev.value)))
-                    )
-                elif isinstance(ev, Transfer):
-                    new_state = self._transfer(conn, ev, state[ev.row_id])
-                    if new_state is None:
-                        continue
-                    state[ev.row_id] = new_state
-                elif isinstance(ev, SnapshotDone):
-                    self._snapshot_done(conn, row.task_id, ev, now)
+                state[ev.row_id] = InstanceState.EXECUTING
+                conn.execute(
+                    _UPDATE_INSTANCE,
+                    {
+                        "_row_id": ev.row_id,
+                        "state": InstanceState.EXECUTING.value,
+                        "started_at": ev.at,
+                        "pid": ev.pid,
+                        "proc_start": ev.proc_start,
+                    },
+                )
+            elif isinstance(ev, Progress):
+                if state[ev.row_id] not in ACTIVE_INSTANCE_STATES:
                     continue
-                elif isinstance(ev, Ready):
-                    if state[ev.row_id] is InstanceState.EXECUTING:
-                        conn.execute(_SLOT_READY, {"slot_id": ev.row_id, "at": ev.at})
-                        self._slots_ready = True
+                conn.execute(
+                    update(instances)
+                    .where(instances.c.id == ev.row_id)
+                    .values(progress=max(0.0, min(100.0, ev.value)))
+                )
+            elif isinstance(ev, Transfer):
+                new_state = self._transfer(conn, ev, state[ev.row_id])
+                if new_state is None:
                     continue
-                elif isinstance(ev, Finished):
-                    new = self._finish(conn, row, state[ev.row_id], ev)
-                    if new is None:
-                        continue
-                    state[ev.row_id] = new
-                    ended += 1
-                touched.add(row.task_id)
-            LogStore.append(conn, logs)
-            recompute(conn, touched, now)
+                state[ev.row_id] = new_state
+            elif isinstance(ev, SnapshotDone):
+                self._snapshot_done(conn, row.task_id, ev, now)
+                continue
+            elif isinstance(ev, Ready):
+                if state[ev.row_id] is InstanceState.EXECUTING:
+                    conn.execute(_SLOT_READY, {"slot_id": ev.row_id, "at": ev.at})
+                    self._slots_ready = True
+                continue
+            elif isinstance(ev, Finished):
+                new = self._finish(conn, row, state[ev.row_id], ev)
+                if new is None:
+                    continue
+                state[ev.row_id] = new
+                ended += 1
+            touched.add(row.task_id)
+        LogStore.append(conn, logs)
         return ended
 
     @staticmethod
