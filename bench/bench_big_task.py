@@ -30,7 +30,14 @@ from pathlib import Path
 
 import httpx
 import psutil
-from common import bare_spawn_rate, result, running_server, task_body
+from common import (
+    bare_spawn_rate,
+    fresh_postgres,
+    postgres_option,
+    result,
+    running_server,
+    task_body,
+)
 
 
 class PeakRss:
@@ -80,10 +87,14 @@ def get_task(c: httpx.Client, pid: int, task: str, n: int) -> Get:
     return Get(seconds, size, growth)
 
 
-def platform_rate(root: Path, n: int) -> tuple[float, int, Get]:
+def platform_rate(root: Path, n: int, postgres: str | None) -> tuple[float, int, Get]:
     """Instances/s of one task of ``n`` instances, the server's peak RSS meanwhile, and
     the GET of the ended task."""
-    with running_server(root / f"srv-{uuid.uuid4().hex[:8]}") as server, server.client() as c:
+    with (
+        fresh_postgres(postgres) as env,
+        running_server(root / f"srv-{uuid.uuid4().hex[:8]}", env=env) as server,
+        server.client() as c,
+    ):
         body = task_body("big", "true")
         body["instanceCount"] = n
         rss = PeakRss(server.pid)
@@ -111,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="instances per task, comma-separated")
     parser.add_argument("--bare", type=int, default=2000, help="bare spawns per baseline run")
+    postgres_option(parser)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     cores = os.cpu_count() or 1
@@ -120,7 +132,7 @@ def main() -> None:
         rates: dict[int, float] = {}
         gets: dict[int, Get] = {}
         for n in sizes:
-            rates[n], peak, gets[n] = platform_rate(root, n)
+            rates[n], peak, gets[n] = platform_rate(root, n, args.postgres)
             times = ", ".join(f"{t:.2f}" for t in gets[n].seconds)
             print(
                 f"task of {n}: {rates[n]:.0f} instances/s, server peak RSS {peak / 2**20:.0f} MiB;"

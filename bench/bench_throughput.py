@@ -22,6 +22,8 @@ from pathlib import Path
 from common import (
     bare_spawn_rate,
     count_in_state,
+    fresh_postgres,
+    postgres_option,
     result,
     running_server,
     task_body,
@@ -71,8 +73,12 @@ def bare_rate(root: Path, n: int, cores: int) -> float:
     return n / elapsed
 
 
-def platform_rate(root: Path, n: int, batch: int) -> float:
-    with running_server(root / f"srv-{uuid.uuid4().hex[:8]}") as server, server.client() as c:
+def platform_rate(root: Path, n: int, batch: int, postgres: str | None) -> float:
+    with (
+        fresh_postgres(postgres) as env,
+        running_server(root / f"srv-{uuid.uuid4().hex[:8]}", env=env) as server,
+        server.client() as c,
+    ):
         bodies = [task_body(f"tp-{i}", "true", ["bench"]) for i in range(n)]
         t0 = time.monotonic()
         for start in range(0, n, batch):
@@ -92,6 +98,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a fast smoke run")
     ap.add_argument("--tasks", type=int, default=None, help="tasks per run (default 2000)")
     ap.add_argument("--batch", type=int, default=1000, help="tasks per POST /tasks array")
+    postgres_option(ap)
     args = ap.parse_args()
     n = args.tasks or (100 if args.quick else 2000)
     cores = os.cpu_count() or 1
@@ -99,13 +106,13 @@ def main() -> None:
         root = Path(tmp)
         spawn1 = bare_spawn_rate(root, n, cores)
         bare1 = bare_rate(root, n, cores)
-        plat = platform_rate(root, n, args.batch)
+        plat = platform_rate(root, n, args.batch, args.postgres)
         bare2 = bare_rate(root, n, cores)
         spawn2 = bare_spawn_rate(root, n, cores)
     bare = (bare1 + bare2) / 2
     spawn = (spawn1 + spawn2) / 2
     ratio = plat / bare
-    print(f"tasks={n} cores={cores}")
+    print(f"tasks={n} cores={cores} store={'PostgreSQL' if args.postgres else 'SQLite'}")
     print(f"bare spawn: {spawn1:.0f} and {spawn2:.0f}/s (mean {spawn:.0f})")
     print(f"bare InstanceRunner.run: {bare1:.0f} and {bare2:.0f} tasks/s (mean {bare:.0f})")
     print(f"platform (REST submit -> all final): {plat:.0f} tasks/s")

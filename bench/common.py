@@ -120,6 +120,37 @@ def start_server(
 
 
 @contextlib.contextmanager
+def fresh_postgres(server_url: str | None) -> Iterator[dict[str, str]]:
+    """A new, empty database on the PostgreSQL server at ``server_url``, as the server's
+    environment (CALOR_DATABASE_URL), dropped afterwards; None: the server's own SQLite."""
+    if not server_url:
+        yield {}
+        return
+    import psycopg
+
+    name = f"calor_bench_{uuid.uuid4().hex[:12]}"
+    plain = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = server_url.rpartition("/")
+    try:
+        yield {"CALOR_DATABASE_URL": f"{base}/{name}"}
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def postgres_option(parser: Any) -> None:
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="run calor on a fresh database of this PostgreSQL server "
+        "(postgresql+psycopg://user@host:port/db) instead of SQLite",
+    )
+
+
+@contextlib.contextmanager
 def running_server(
     data_dir: Path,
     token: str | None = None,

@@ -145,7 +145,11 @@ def test_running_starts_are_backfilled_and_kept_by_the_triggers(
             _insert_task(conn, "t", 1, "FullyExecuting")
             task_id = conn.execute(text("SELECT id FROM tasks")).scalar_one()
             for i, (state, at) in enumerate(
-                zip(("Executing", "UploadingResults", "Dispatched", "Success"), [*started, "x"])
+                zip(
+                    ("Executing", "UploadingResults", "Dispatched", "Success"),
+                    [*started, "x"],
+                    strict=True,
+                )
             ):
                 conn.execute(
                     text(

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, true, update
+from sqlalchemy import bindparam, case, func, or_, select, true, update
 
 from calor.domain.accounting import Accounting
 from calor.domain.errors import BadRequest
@@ -35,7 +35,7 @@ from calor.domain.states import (
     should_retry,
 )
 from calor.domain.transfer import transfers
-from calor.store.engine import Database
+from calor.store.engine import Database, in_index_order
 from calor.store.logs import LogStore
 from calor.store.records import recompute
 from calor.store.tables import instances, snapshots, tasks
@@ -64,15 +64,37 @@ _QUEUED = (
     .where(instances.c.state == InstanceState.QUEUED.value)
     .order_by(instances.c.id)
 )
-# instances of tasks on pools wait for a slot of their pool, not for free cores; a task that
-# has not started waits while its user runs maxRunningTask tasks already
-_QUEUED_FREE = _QUEUED.where(
-    tasks.c.pool_id.is_(None),
-    ~and_(
-        tasks.c.state == TaskState.SUBMITTED.value,
-        tasks.c.user_id.in_(bindparam("blocked", expanding=True)),
-    ),
-).limit(bindparam("limit"))
+# The head of the queue for free cores: the oldest queued instances read by
+# ix_instances_state_id in its order and cut at the limit before the join, so a claim reads
+# what it takes whatever the planner's statistics say (joined first, PostgreSQL planned a
+# scan of every queued instance, or of every task, for each claim: bench/RESULTS.md). The
+# rows of tasks on pools, which wait for a slot and not for cores, are passed over here.
+_HEAD = (
+    select(instances.c.id, instances.c.task_id, instances.c.instance_id, instances.c.attempts)
+    .where(instances.c.state == InstanceState.QUEUED.value, instances.c.id > bindparam("after"))
+    .order_by(instances.c.id)
+    .limit(bindparam("limit"))
+    .subquery("head")
+)
+_QUEUE_HEAD = select(
+    _HEAD.c.id,
+    _HEAD.c.task_id,
+    _HEAD.c.instance_id,
+    _HEAD.c.attempts,
+    tasks.c.uuid,
+    tasks.c.user_id,
+    tasks.c.instance_count,
+    tasks.c.profile,
+    tasks.c.cores,
+    tasks.c.document,
+    tasks.c.result_bucket,
+    tasks.c.slots_of,
+    tasks.c.state.label("task_state"),
+    tasks.c.pool_id,
+).join(tasks, tasks.c.id == _HEAD.c.task_id)
+# rows read per query of the head, per row a claim takes: a few more, so that rows passed
+# over (tasks on pools, users at their limit) seldom cost another query
+HEAD_PAGE_FACTOR = 2
 # the user's tasks running now (ix_tasks_user_state_id: a range per user and state)
 _RUNNING_TASKS = (
     select(tasks.c.user_id, func.count())
@@ -269,6 +291,27 @@ def _job(
     )
 
 
+def _queue_head(conn: Any, want: int, blocked: set[int]) -> list[Any]:
+    """The oldest ``want`` queued instances not on pools, but those of tasks not started
+    yet of ``blocked`` users, in the order they were queued."""
+    rows: list[Any] = []
+    after, size = 0, max(8, want * HEAD_PAGE_FACTOR)
+    while len(rows) < want:
+        with in_index_order(conn):
+            page = conn.execute(_QUEUE_HEAD, {"after": after, "limit": size}).all()
+        page.sort(key=lambda r: r.id)
+        rows += [
+            r
+            for r in page
+            if r.pool_id is None
+            and not (r.user_id in blocked and r.task_state == TaskState.SUBMITTED.value)
+        ]
+        if len(page) < size:
+            break
+        after = page[-1].id
+    return rows[:want]
+
+
 class ExecutionStore:
     def __init__(
         self,
@@ -351,9 +394,9 @@ class ExecutionStore:
         # an instance takes a core or more, except pool slots, which share their node's: a
         # claim that fills a core with shares reads as many rows as a node has slots
         want = max(0, math.ceil(free_cores - CORE_EPSILON)) * SHARE_ROWS
-        blocked: list[int] = []
+        blocked: set[int] = set()
         for _ in range(4):
-            rows = conn.execute(_QUEUED_FREE, {"limit": want, "blocked": blocked}).all()
+            rows = _queue_head(conn, want, blocked)
             if limit is None:
                 return rows, {}
             starting = {r.user_id for r in rows if r.task_state == TaskState.SUBMITTED.value}
@@ -364,7 +407,7 @@ class ExecutionStore:
             full = [uid for uid, n in room.items() if n <= 0]
             if not full:
                 return rows, room
-            blocked += full
+            blocked.update(full)
         return rows, room
 
     @staticmethod
