@@ -159,9 +159,10 @@ def set_job_state(
 def after_end(conn: Connection, ended: Mapping[int, int | None], now: datetime) -> set[int]:
     """``ended``: tasks that just reached a final state, with their job ids. Their waiting
     dependants settle and their jobs may complete; returns the tasks to recompute next."""
-    if not ended:
-        return set()
-    changed = settle_dependants(conn, ended, now)
+    in_jobs = [t for t, j in ended.items() if j is not None]
+    if not in_jobs:
+        return set()  # only a task of a job can have dependants (TaskStore.insert)
+    changed = settle_dependants(conn, in_jobs, now)
     complete_jobs(conn, {j for j in ended.values() if j is not None}, now)
     return changed
 
