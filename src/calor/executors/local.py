@@ -2,8 +2,8 @@
 
 import logging
 import os
+import queue
 import threading
-import time
 from collections.abc import Callable
 
 from calor.domain.ports import (
@@ -20,6 +20,11 @@ from calor.runner.instance import InstanceRunner
 from calor.runner.runtime import Handle
 
 log = logging.getLogger("calor.executor")
+
+# a thread that ran an attempt waits this long for the next before it ends: starting a
+# thread per attempt cost the engine a wait for the new thread to take the GIL
+IDLE_THREAD_SECONDS = 30.0
+KILLED_SECONDS = 5.0  # for killed attempts to report their end, when the server stops
 
 
 class LocalExecutor:
@@ -39,9 +44,14 @@ class LocalExecutor:
         self._total = cores or os.cpu_count() or 1
         self._used = 0.0
         self._lock = threading.Lock()
-        self._threads: dict[int, threading.Thread] = {}
+        # attempts started whose end has not reached the engine yet
+        self._running: set[int] = set()
+        self._ended = threading.Condition(self._lock)
         self._procs: dict[int, Handle] = {}
         self._pending_abort: set[int] = set()
+        # attempts handed to threads that are idle, and how many of those there are
+        self._handoff: queue.SimpleQueue[InstanceJob] = queue.SimpleQueue()
+        self._idle = 0
 
     @property
     def total_cores(self) -> int:
@@ -52,13 +62,35 @@ class LocalExecutor:
             return self._total - self._used
 
     def start(self, job: InstanceJob) -> None:
-        thread = threading.Thread(
-            target=self._run, args=(job,), daemon=True, name=f"instance-{job.row_id}"
-        )
         with self._lock:
             self._used += self._cores(job)
-            self._threads[job.row_id] = thread
-        thread.start()
+            self._running.add(job.row_id)
+            reuse = self._idle > 0
+            if reuse:
+                self._idle -= 1  # that thread takes this attempt: none else may end it
+        if reuse:
+            self._handoff.put(job)
+            return
+        threading.Thread(target=self._work, args=(job,), daemon=True).start()
+
+    def _work(self, job: InstanceJob) -> None:
+        """A thread of this executor: runs attempts, one at a time, while it is given any."""
+        me = threading.current_thread()
+        while True:
+            me.name = f"instance-{job.row_id}"
+            self._run(job)
+            with self._lock:
+                self._idle += 1
+            self.on_free()  # the engine may hand this thread the next attempt at once
+            while True:
+                try:
+                    job = self._handoff.get(timeout=IDLE_THREAD_SECONDS)
+                    break
+                except queue.Empty:
+                    with self._lock:
+                        if self._idle > 0:  # no attempt is on its way to this thread
+                            self._idle -= 1
+                            return
 
     def _run(self, job: InstanceJob) -> None:
         def on_process(proc: Handle) -> None:
@@ -81,13 +113,15 @@ class LocalExecutor:
                 # capacity is free before the outcome is seen, so the next claim can use it
                 with self._lock:
                     self._used -= self._cores(job)
-                    self._threads.pop(job.row_id, None)
                     self._procs.pop(job.row_id, None)
-                    self._pending_abort.discard(job.row_id)
             self.emit(event)
+            if isinstance(event, Finished):
+                with self._ended:  # its outcome is with the engine: stop() may return
+                    self._running.discard(job.row_id)
+                    self._pending_abort.discard(job.row_id)
+                    self._ended.notify_all()
 
         self.runner.run(job, emit, on_process)
-        self.on_free()
 
     @staticmethod
     def _cores(job: InstanceJob) -> float:
@@ -101,7 +135,7 @@ class LocalExecutor:
             for rid in row_ids:
                 proc = self._procs.get(rid)
                 if proc is None:
-                    if rid in self._threads:
+                    if rid in self._running:
                         self._pending_abort.add(rid)
                     continue
                 procs.append((rid, proc))
@@ -133,17 +167,12 @@ class LocalExecutor:
             if proc is not None:
                 proc.interrupted = True
             self.runner.release(rid)
-        deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._threads:
-                    return
-            time.sleep(0.05)
-        with self._lock:
+        with self._ended:
+            if self._ended.wait_for(lambda: not self._running, grace_seconds):
+                return
             procs = list(self._procs.values())
-            threads = list(self._threads.values())
         for proc in procs:
             proc.interrupted = True
             proc.kill_tree()
-        for thread in threads:
-            thread.join(timeout=5)
+        with self._ended:
+            self._ended.wait_for(lambda: not self._running, KILLED_SECONDS)
