@@ -14,12 +14,12 @@ from calor.store.tables import metadata
 from tests.conftest import BACKENDS, database_url
 
 
-def _upgrade(db: Database, revision: str) -> None:
+def _upgrade(db: Database, revision: str, down: bool = False) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        (command.downgrade if down else command.upgrade)(cfg, revision)
 
 
 _TASK_COLUMNS = (
@@ -32,6 +32,15 @@ _TASK_VALUES = (
     ":u, :uid, 'n', :u, 'docker-batch', :state, :state, '2026-01-01', '2026-01-01', "
     "'2026-01-01', '2026-01-01', 1, 1, false, 0, 0, 0, 0, 0, 0, 0, '[]', '{}'"
 )
+
+
+def _insert_user(conn: Connection) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO users (id, email, token_hash, created_at) "
+            "VALUES (1, 'a@x', 'h1', '2026-01-01')"
+        )
+    )
 
 
 def _insert_task(
@@ -90,12 +99,7 @@ def test_running_task_count_is_backfilled(tmp_path: Path, backend: str) -> None:
     try:
         _upgrade(db, "0008")
         with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO users (id, email, token_hash, created_at) "
-                    "VALUES (1, 'a@x', 'h1', '2026-01-01')"
-                )
-            )
+            _insert_user(conn)
             for i, (state, slots_of) in enumerate(
                 (
                     ("FullyExecuting", None),
@@ -114,14 +118,6 @@ def test_running_task_count_is_backfilled(tmp_path: Path, backend: str) -> None:
         db.dispose()
 
 
-def _downgrade(db: Database, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-
-
 _RUNNING = "SELECT running_started, started_ms_sum FROM tasks"
 
 
@@ -136,12 +132,7 @@ def test_running_starts_are_backfilled_and_kept_by_the_triggers(
     try:
         _upgrade(db, "0015")
         with db.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO users (id, email, token_hash, created_at) "
-                    "VALUES (1, 'a@x', 'h1', '2026-01-01')"
-                )
-            )
+            _insert_user(conn)
             _insert_task(conn, "t", 1, "FullyExecuting")
             task_id = conn.execute(text("SELECT id FROM tasks")).scalar_one()
             for i, (state, at) in enumerate(
@@ -166,7 +157,7 @@ def test_running_starts_are_backfilled_and_kept_by_the_triggers(
             assert tuple(conn.execute(text(_RUNNING)).one()) == (2, 2 * day_ms + 1250 + 3000)
             conn.execute(text("UPDATE instances SET state = 'Success' WHERE instance_id = 0"))
             assert tuple(conn.execute(text(_RUNNING)).one()) == (1, day_ms + 3000)
-        _downgrade(db, "0015")
+        _upgrade(db, "0015", down=True)
         with db.engine.begin() as conn:
             conn.execute(text("UPDATE instances SET state = 'Success' WHERE instance_id = 1"))
             n_success = conn.execute(text("SELECT n_success FROM tasks")).scalar_one()

@@ -43,6 +43,18 @@ from calor.store.usage import ATTEMPT_COLUMNS, ATTEMPT_FROM, record_attempt
 
 _ACTIVE = [s.value for s in ACTIVE_INSTANCE_STATES]
 
+# what a claim needs of a queued instance's task (execution._job)
+_CLAIMED_TASK = (
+    tasks.c.uuid,
+    tasks.c.user_id,
+    tasks.c.instance_count,
+    tasks.c.profile,
+    tasks.c.cores,
+    tasks.c.document,
+    tasks.c.result_bucket,
+    tasks.c.slots_of,
+    tasks.c.state.label("task_state"),
+)
 # Built once (the engine runs them for every instance; see records.py)
 _QUEUED = (
     select(
@@ -50,15 +62,7 @@ _QUEUED = (
         instances.c.task_id,
         instances.c.instance_id,
         instances.c.attempts,
-        tasks.c.uuid,
-        tasks.c.user_id,
-        tasks.c.instance_count,
-        tasks.c.profile,
-        tasks.c.cores,
-        tasks.c.document,
-        tasks.c.result_bucket,
-        tasks.c.slots_of,
-        tasks.c.state.label("task_state"),
+        *_CLAIMED_TASK,
     )
     .join(tasks, tasks.c.id == instances.c.task_id)
     .where(instances.c.state == InstanceState.QUEUED.value)
@@ -81,15 +85,7 @@ _QUEUE_HEAD = select(
     _HEAD.c.task_id,
     _HEAD.c.instance_id,
     _HEAD.c.attempts,
-    tasks.c.uuid,
-    tasks.c.user_id,
-    tasks.c.instance_count,
-    tasks.c.profile,
-    tasks.c.cores,
-    tasks.c.document,
-    tasks.c.result_bucket,
-    tasks.c.slots_of,
-    tasks.c.state.label("task_state"),
+    *_CLAIMED_TASK,
     tasks.c.pool_id,
 ).join(tasks, tasks.c.id == _HEAD.c.task_id)
 # rows read per query of the head, per row a claim takes: a few more, so that rows passed
