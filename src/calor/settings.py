@@ -90,6 +90,8 @@ class Settings:
     # idle client connections stay open this long: well past the SDK's polls (wait(5),
     # 10 s), so a pooled connection is never closed under a client that is about to reuse it
     keep_alive_seconds: int = 75
+    # where the access log goes (calor/access_log.py): stderr, stdout, a file path, or off
+    access_log: str = "stderr"
     storage_url: str | None = None  # the gateway's public URL; None: derived per request
     limits: Limits = field(default_factory=Limits)
     # prices, budgets' unit, computing quota, energy and carbon factors (domain/accounting.py)

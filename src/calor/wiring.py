@@ -290,8 +290,9 @@ def build_server(settings: Settings) -> Server:
             forwarder.stop()
         db.dispose()
 
-    app = create_app(platform, on_start, on_stop)
-    gateway = create_gateway(buckets, platform.users)
+    logged = settings.access_log != "off"
+    app = create_app(platform, on_start, on_stop, access_log=logged)
+    gateway = create_gateway(buckets, platform.users, access_log=logged)
     return Server(platform=platform, engine=engine, app=app, gateway=gateway, db=db, where=where)
 
 

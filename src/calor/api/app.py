@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from calor import __version__
+from calor.access_log import AccessLog
 from calor.api import errors
 from calor.api.middleware import BodyLimit, NormalizePath
 from calor.api.routes import (
@@ -28,6 +29,7 @@ def create_app(
     platform: Platform,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    access_log: bool = False,
 ) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -52,4 +54,5 @@ def create_app(
     app.include_router(executor.router)
     app.include_router(network.router)
     mount_dashboard(app)
-    return NormalizePath(BodyLimit(app, platform.settings.limits.max_body_bytes))
+    served = NormalizePath(BodyLimit(app, platform.settings.limits.max_body_bytes))
+    return AccessLog(served, "api") if access_log else served

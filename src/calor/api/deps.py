@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from calor.access_log import USER_ID
 from calor.domain.errors import BadRequest
 from calor.domain.users import User
 from calor.services.platform import Platform
@@ -20,7 +21,9 @@ def platform(request: Request) -> Platform:
 
 async def current_user(request: Request) -> User:
     p = platform(request)
-    return await run_in_threadpool(p.users.authenticate, request.headers.get("authorization"))
+    user = await run_in_threadpool(p.users.authenticate, request.headers.get("authorization"))
+    request.scope[USER_ID] = user.id  # for the access log
+    return user
 
 
 PlatformDep = Annotated[Platform, Depends(platform)]

@@ -26,8 +26,9 @@ class NormalizePath:
                 clean = clean.rstrip("/") or "/"
             if clean != path:
                 # routes whose path parameters must not be merged (secret keys: ``a//b`` is
-                # refused, not read as ``a/b``) read the path as it came
-                scope = dict(scope, path=clean, raw_path=clean.encode(), **{ORIGINAL_PATH: path})
+                # refused, not read as ``a/b``) read the path as it came; changed in place, so
+                # what the routes note in the scope is seen by the access log around this
+                scope.update(path=clean, raw_path=clean.encode(), **{ORIGINAL_PATH: path})
         await self.app(scope, receive, send)
 
 

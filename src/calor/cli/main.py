@@ -14,6 +14,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from calor import access_log as calor_access_log
 from calor.cli import account, billing, buckets, jobs, pools, tasks
 from calor.cli.store_options import DEFAULT_DATA_DIR, DatabaseUrl, DataDir
 from calor.domain.errors import CalorError
@@ -76,6 +77,13 @@ def serve(
             envvar="CALOR_STORAGE_PORT", help="port of the S3 gateway (default: --port + 1)"
         ),
     ] = None,
+    access_log: Annotated[
+        str,
+        typer.Option(
+            envvar="CALOR_ACCESS_LOG",
+            help="one JSON line per API and S3 request: stderr, stdout, a file path, or off",
+        ),
+    ] = "stderr",
     storage_url: Annotated[
         str | None,
         typer.Option(
@@ -150,6 +158,7 @@ def serve(
         sandbox=None if sandbox == "auto" else sandbox == "on",
         drain_seconds=drain_seconds,
         keep_alive_seconds=keep_alive_seconds,
+        access_log=access_log,
         limits=limits,
         accounting=accounting,
         runtime=runtime,
@@ -163,6 +172,8 @@ def serve(
         executor_url=executor_url,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if access_log != "off":
+        calor_access_log.configure(access_log)
     try:
         server = build_server(settings)
     except RuntimeError as exc:  # e.g. --runtime docker and no engine answers
@@ -182,6 +193,7 @@ def serve(
         log_level=log_level.lower(),
         timeout_graceful_shutdown=int(drain_seconds) + 5,
         timeout_keep_alive=settings.keep_alive_seconds,
+        access_log=False,  # calor's own (calor/access_log.py) says more, and as JSON
     )
     storage = uvicorn.Config(
         server.gateway,
@@ -191,6 +203,7 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=int(drain_seconds) + 5,
         timeout_keep_alive=settings.keep_alive_seconds,
+        access_log=False,
     )
     asyncio.run(_serve_both(api, storage))
 

@@ -18,8 +18,9 @@ from urllib.parse import parse_qsl, quote, unquote
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from calor.access_log import REQUEST_ID, ROUTE, USER_ID, AccessLog
 from calor.domain.errors import BadRequest, CalorError, Forbidden, PayloadTooLarge
 from calor.domain.storage import InvalidRange, StoredObject
 from calor.domain.users import User
@@ -113,6 +114,13 @@ def _object_headers(obj: StoredObject) -> dict[str, str]:
     return headers
 
 
+def _route_shape(path: str) -> str:
+    segments = path.lstrip("/").split("/", 1)
+    if not segments[0]:
+        return "/"
+    return "/{bucket}" if len(segments) == 1 or not segments[1] else "/{bucket}/{key}"
+
+
 class Gateway:
     def __init__(self, buckets: BucketService, users: UserService) -> None:
         self.buckets = buckets
@@ -121,11 +129,14 @@ class Gateway:
     # -- entry ---------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        request_id = uuid.uuid4().hex[:16].upper()
+        request_id = request.scope.get(REQUEST_ID) or uuid.uuid4().hex[:16].upper()
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
+        # the access log names the shape of the path, never a bucket or a key
+        request.scope[ROUTE] = _route_shape(path)
         try:
             call = await self._authenticate(request, path)
+            request.scope[USER_ID] = call.user.id
             response = await self._dispatch(call)
         except S3Failure as exc:
             response = self._error(request, exc, path, request_id)
@@ -606,5 +617,6 @@ class GatewayApp:
         await response(scope, receive, send)
 
 
-def create_gateway(buckets: BucketService, users: UserService) -> GatewayApp:
-    return GatewayApp(Gateway(buckets, users))
+def create_gateway(buckets: BucketService, users: UserService, access_log: bool = False) -> ASGIApp:
+    app = GatewayApp(Gateway(buckets, users))
+    return AccessLog(app, "s3", header="x-amz-request-id") if access_log else app
