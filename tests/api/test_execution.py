@@ -3,9 +3,11 @@ progress, cores and live counts. The machine has 2 cores, so tasks are short and
 ``reaper`` fixture stops leftovers after each test."""
 
 import re
+import shutil
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.api.helpers import (
     NOT_ENDED,
@@ -18,7 +20,8 @@ from tests.api.helpers import (
     wait_executing,
     wait_task,
 )
-from tests.conftest import sh, task_body, wait_final, wait_for
+from tests.conftest import IN_CI, Server, sh, task_body, wait_final, wait_for
+from tests.isolation import check_isolation
 
 
 def test_abort_running_task(reaper: httpx.Client) -> None:
@@ -385,3 +388,14 @@ def test_info_running_counts(reaper: httpx.Client) -> None:
     info = client.get("/info").json()
     assert info["taskCount"] == 2 and info["runningTaskCount"] == 0
     assert info["runningInstanceCount"] == 0
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None and not IN_CI, reason="needs bubblewrap")
+def test_an_instance_sees_nothing_of_the_server_nor_of_other_users(server: Server) -> None:
+    """The host runtime in its bubblewrap sandbox: the data dir, the database, the key, the
+    blobs and another user's running instance are out of sight (tests/isolation.py)."""
+
+    def running(client: httpx.Client, uuid: str) -> object:
+        return wait_executing(client, uuid)
+
+    check_isolation(server, task_body, running)

@@ -74,3 +74,26 @@ def test_a_background_child_neither_holds_the_instance_nor_survives_it(
             break
         time.sleep(0.05)
     assert not left, "a child of the instance survived it"
+
+
+def test_a_working_directory_survives_a_sibling_removing_the_task_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each instance removes its task's directory once it is empty. Another instance that
+    had just made that directory for its own must not fail ('the instance could not be run:
+    No such file or directory', seen in CI): the removal is made to land in that window."""
+    real_mkdir = Path.mkdir
+    removed: list[Path] = []
+
+    def racing_mkdir(
+        self: Path, mode: int = 0o777, parents: bool = False, exist_ok: bool = False
+    ) -> None:
+        real_mkdir(self, mode, parents, exist_ok)
+        if self.name == "t" and not removed:  # the task's directory, just made
+            removed.append(self)
+            self.rmdir()  # as a sibling instance's cleanup does
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    finished, _, _, _ = _run(tmp_path, "true", sandbox=False)
+    assert removed, "the race was not staged"
+    assert finished.exit_code == 0 and finished.error is None, finished.error

@@ -333,6 +333,12 @@ class DockerRuntime:
             },
             # a pool slot's share of its node is a real CPU quota
             "nano_cpus": int(min(job.cores, self.cpus) * 1_000_000_000),
+            # the engine's default capabilities and no more; a setuid program in the image
+            # cannot raise them either; only the working directory and the secrets are
+            # mounted (never the engine's socket, nor anything of the server's)
+            "privileged": False,
+            "cap_add": [],
+            "security_opt": ["no-new-privileges:true"],
             "detach": True,
         }
         if launch.secrets_dir is not None:

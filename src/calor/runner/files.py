@@ -161,3 +161,20 @@ class TaskFiles:
             meter.add(stored)
         progress(100.0)
         return Published(tuple(keys), size)
+
+
+# tries at making a working directory whose task's directory other instances may remove
+MKDIR_TRIES = 10
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` next to other instances of the same task, each of which removes the
+    task's directory once it is empty (the end of ``InstanceRunner.run``): one may remove
+    it between the making of the task's directory and that of the instance's own in it."""
+    for _ in range(MKDIR_TRIES - 1):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    path.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from calor.domain.ports import (
     Transfer,
 )
 from calor.domain.transfer import Upload
-from calor.runner.files import Inputs, TaskFiles, TransferError, scan
+from calor.runner.files import Inputs, TaskFiles, TransferError, make_dirs, scan
 from calor.runner.output import OutputBudget, progress_parser
 from calor.runner.runtime import Handle, Launch, Runtime, TextSink
 from calor.runner.secrets_dir import SECRETS_ENV, remove_secrets, secrets_dir, write_secrets
@@ -292,7 +292,7 @@ class InstanceRunner:
         handles: list[Handle],
     ) -> Finished:
         workdir = live.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        make_dirs(workdir)
         if job.slot is not None:
             # what the pool put in its slot (resources, preparation) is no result of this task
             live.inputs.stamps.update(scan(workdir))

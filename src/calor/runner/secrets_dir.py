@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from calor.domain.secrets import check_key
+from calor.runner.files import make_dirs
 
 SECRETS_ENV = "CALOR_SECRETS_DIR"  # where the instance finds the directory
 
@@ -25,7 +26,8 @@ def write_secrets(directory: Path, values: dict[str, str], shared: bool = False)
     for a container that runs as another user than calor (DOCKER_USER)."""
     remove_secrets(directory)  # what a crashed attempt may have left
     dir_mode, file_mode = (0o555, 0o444) if shared else (0o700, 0o400)
-    directory.mkdir(parents=True, mode=0o700)
+    make_dirs(directory.parent)
+    directory.mkdir(mode=0o700)
     made = [directory]
     for raw, value in sorted(values.items()):
         key = check_key(raw)  # stored keys are checked already; a path never escapes
