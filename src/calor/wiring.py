@@ -92,6 +92,13 @@ def build_runtime(settings: Settings, data_dir: Path) -> Runtime:
     return HostRuntime(hidden_dirs=[data_dir], sandbox=settings.sandbox)
 
 
+# said at start when instances run with no sandbox: nothing then keeps them from its files
+UNSANDBOXED = (
+    "warning: instances run unsandboxed, as this server's user: they can read what it can, "
+    "its data dir included (database, key, other users' files); install bubblewrap"
+)
+
+
 def open_database(settings: Settings) -> Database:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url or sqlite_url(settings.data_dir))
@@ -262,6 +269,8 @@ def build_server(settings: Settings) -> Server:
         )
         reap_local = runtime.reap_leftovers
         where = f"runtime: {runtime.name} ({runtime.description})"
+        if isinstance(runtime, HostRuntime) and runtime.bwrap is None:
+            where += f"\n{UNSANDBOXED}"
     platform = Platform(
         settings=settings,
         users=users,

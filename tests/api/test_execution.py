@@ -20,7 +20,7 @@ from tests.api.helpers import (
     wait_executing,
     wait_task,
 )
-from tests.conftest import IN_CI, Server, sh, task_body, wait_final, wait_for
+from tests.conftest import IN_CI, Server, make_server, sh, task_body, wait_final, wait_for
 from tests.isolation import check_isolation
 
 
@@ -399,3 +399,13 @@ def test_an_instance_sees_nothing_of_the_server_nor_of_other_users(server: Serve
         return wait_executing(client, uuid)
 
     check_isolation(server, task_body, running)
+
+
+def test_a_server_without_a_sandbox_says_so_at_start(tmp_path: Path) -> None:
+    server = make_server(tmp_path, "sqlite", CALOR_SANDBOX="off").start()
+    try:
+        log = server.log()
+    finally:
+        server.stop()
+    assert "runtime: host (without a sandbox" in log
+    assert "warning: instances run unsandboxed" in log and "install bubblewrap" in log

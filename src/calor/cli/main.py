@@ -183,7 +183,7 @@ def serve(
         user, token = server.platform.users.create("admin@calor.local")
         console.print(f"created user [bold]{user.email}[/bold]; API token (shown once):")
         console.print(token, highlight=False, soft_wrap=True)
-    console.print(server.where, highlight=False)
+    console.print(server.where, highlight=False, soft_wrap=True)
     console.print(f"calor listening on http://{host}:{port}", highlight=False)
     console.print(f"S3 gateway on http://{host}:{settings.storage_port}", highlight=False)
     api = uvicorn.Config(
