@@ -89,13 +89,37 @@ def build_runtime(settings: Settings, data_dir: Path) -> Runtime:
             if settings.runtime == "docker":
                 raise
             log.warning("%s; instances run with the host runtime", exc)
-    return HostRuntime(hidden_dirs=[data_dir], sandbox=settings.sandbox)
+    return HostRuntime(hidden_dirs=[data_dir], sandbox=settings.sandbox, user_uids=True)
+
+
+# Where instances work when they run as uids of their own: outside the data dir, which is
+# then closed to them, in a directory every uid can cross (a data dir under /root is not)
+SHARED_WORK_ROOT = Path("/var/lib/calor-work")
+
+
+def work_root(runtime: Runtime, settings: Settings, data_dir: Path) -> Path:
+    """The instances' working directories' root: the data dir's ``work``, but for a host
+    runtime that runs each user as a uid of their own (HostRuntime.uid_base)."""
+    if not (isinstance(runtime, HostRuntime) and runtime.uid_base is not None):
+        return data_dir / "work"
+    root = SHARED_WORK_ROOT / server_id(settings, data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for crossed in (SHARED_WORK_ROOT, root):
+        crossed.chmod(0o711)  # crossed, never listed
+    data_dir.chmod(0o700)
+    return root
 
 
 # said at start when instances run with no sandbox: nothing then keeps them from its files
 UNSANDBOXED = (
     "warning: instances run unsandboxed, as this server's user: they can read what it can, "
     "its data dir included (database, key, other users' files); install bubblewrap"
+)
+
+
+SEPARATE_UIDS = (
+    "note: without a sandbox, instances cannot read the data dir (0700) nor other users' "
+    "files; they can read what any unprivileged user of this machine can"
 )
 
 
@@ -257,7 +281,7 @@ def build_server(settings: Settings) -> Server:
         runtime = build_runtime(settings, data_dir)
         runner = InstanceRunner(
             runtime,
-            data_dir / "work",
+            work_root(runtime, settings, data_dir),
             max_output_bytes=settings.limits.max_output_bytes_per_instance,
             files=TaskFiles(objects),
             secrets=lambda job: secrets_.for_attempt(job.row_id),
@@ -270,7 +294,7 @@ def build_server(settings: Settings) -> Server:
         reap_local = runtime.reap_leftovers
         where = f"runtime: {runtime.name} ({runtime.description})"
         if isinstance(runtime, HostRuntime) and runtime.bwrap is None:
-            where += f"\n{UNSANDBOXED}"
+            where += f"\n{UNSANDBOXED if runtime.uid_base is None else SEPARATE_UIDS}"
     platform = Platform(
         settings=settings,
         users=users,

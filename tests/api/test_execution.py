@@ -2,6 +2,7 @@
 progress, cores and live counts. The machine has 2 cores, so tasks are short and the
 ``reaper`` fixture stops leftovers after each test."""
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -408,4 +409,34 @@ def test_a_server_without_a_sandbox_says_so_at_start(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "runtime: host (without a sandbox" in log
-    assert "warning: instances run unsandboxed" in log and "install bubblewrap" in log
+    if os.geteuid() == 0:  # each user's instances as a uid of their own
+        assert "an unprivileged uid of their own" in log and "cannot read the data dir" in log
+    else:
+        assert "warning: instances run unsandboxed" in log and "install bubblewrap" in log
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server can give users uids")
+def test_without_bubblewrap_each_user_runs_as_an_unprivileged_uid_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """The same probe as in the sandbox, on a root server with no sandbox: the data dir is
+    closed (0700), and every user's instances run as a uid of their own."""
+    server = make_server(tmp_path, "sqlite", CALOR_SANDBOX="off").start()
+    try:
+        check_isolation(server, task_body, wait_executing)
+        uids = []
+        for _ in range(2):
+            with httpx.Client(
+                base_url=server.url, headers={"Authorization": server.new_user()}
+            ) as c:
+                task = submit(c, task_body(sh("id -u; id -g; touch here && echo wrote")))
+                assert wait_final(c, task)["state"] == "Success"
+                text = c.get(f"/tasks/{task}/stdout").text
+                out = [line.split("> ", 1)[-1] for line in text.splitlines()]
+                uid, gid = int(out[-3]), int(out[-2])
+                assert out[-1] == "wrote" and uid == gid and uid >= 1000, out
+                uids.append(uid)
+        assert uids[0] != uids[1]
+        assert (server.data_dir.stat().st_mode & 0o777) == 0o700
+    finally:
+        server.stop()

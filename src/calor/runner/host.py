@@ -28,6 +28,9 @@ from calor.runner.runtime import (
 )
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# without a sandbox, a server run as root runs each user's instances as uid (and gid)
+# UID_BASE + the user's id: unprivileged, and other than any other user's
+UID_BASE = 1_500_000_000
 KILL_GRACE_SECONDS = 1.0
 # how long the pipes are read once the process has exited (a process that left its group
 # may hold them open)
@@ -85,15 +88,30 @@ def reap_leftover(pid: int | None, proc_start: float | None) -> bool:
 class HostRuntime:
     name = "host"
 
-    def __init__(self, hidden_dirs: list[Path], sandbox: bool | None = None) -> None:
+    def __init__(
+        self, hidden_dirs: list[Path], sandbox: bool | None = None, user_uids: bool = False
+    ) -> None:
         self.bwrap = shutil.which("bwrap") if sandbox is not False else None
         if sandbox and not self.bwrap:
             raise RuntimeError("sandbox requested but bwrap is not installed")
         self.hidden_dirs = hidden_dirs
+        # ``user_uids``: without a sandbox, a root server gives each user a uid of their own
+        # (the server's work root must then be a directory every uid can traverse)
+        self.uid_base = UID_BASE if user_uids and not self.bwrap and os.geteuid() == 0 else None
 
     @property
     def description(self) -> str:
-        return "in a bubblewrap sandbox" if self.bwrap else "without a sandbox (bwrap not found)"
+        if self.bwrap:
+            return "in a bubblewrap sandbox"
+        if self.uid_base is not None:
+            return (
+                "without a sandbox (bwrap not found); each user's instances run as an "
+                "unprivileged uid of their own"
+            )
+        return "without a sandbox (bwrap not found)"
+
+    def uid_of(self, job: InstanceJob) -> int | None:
+        return None if self.uid_base is None else self.uid_base + job.user_id
 
     def tmp_path(self, workdir: Path) -> Path:
         # without a sandbox, scratch space sits beside TASK_PATH so it is never a result
@@ -128,6 +146,7 @@ class HostRuntime:
         env: dict[str, str],
         network: bool,
         secrets: Path | None = None,
+        uid: int | None = None,
     ) -> RunningProcess:
         popen = subprocess.Popen(
             self.argv(command, workdir, network, secrets),
@@ -138,6 +157,9 @@ class HostRuntime:
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            user=uid,
+            group=uid,
+            extra_groups=[] if uid is not None else None,
         )
         proc = RunningProcess(popen)
         # with network, the instance shares this host's (bwrap keeps it); without, the
@@ -178,12 +200,15 @@ class HostRuntime:
                 "set DOCKER_CMD to the command to run",
             )
         Path(self.tmp_path(launch.workdir)).mkdir(parents=True, exist_ok=True)
+        uid = self.uid_of(launch.job)
+        if uid is not None:
+            _hand_over(launch.workdir, launch.secrets_dir, uid)
         # found before the start: bubblewrap reports a missing program as its own exit 1
         if _program(command[0], launch.env.get("PATH", ""), launch.workdir) is None:
             return RunResult(127, 0.0, 0, f"exited with code 127: command not found: {command[0]}")
         try:
             proc = self.start(
-                command, launch.workdir, launch.env, launch.job.network, launch.secrets_dir
+                command, launch.workdir, launch.env, launch.job.network, launch.secrets_dir, uid
             )
         except FileNotFoundError:
             return RunResult(127, 0.0, 0, f"exited with code 127: command not found: {command[0]}")
@@ -216,6 +241,22 @@ class HostRuntime:
             peak_memory_mb=int(usage.ru_maxrss / 1024),
             error=describe_exit(code),
         )
+
+
+def _hand_over(workdir: Path, secrets: Path | None, uid: int) -> None:
+    """The instance's own files become its uid's: its directory (TASK_PATH and the scratch
+    space beside it: ``<task>/<instance>``, owner only) and its secrets. The task's directory
+    can be crossed, not listed, by other uids."""
+    own = workdir.parent
+    for tree in (own, secrets):
+        if tree is None or not tree.exists():
+            continue
+        os.chown(tree, uid, uid, follow_symlinks=False)
+        for root, dirs, files in os.walk(tree):
+            for name in [*dirs, *files]:
+                os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+    own.chmod(0o700)
+    own.parent.chmod(0o711)
 
 
 def _program(name: str, path: str, workdir: Path) -> str | None:
