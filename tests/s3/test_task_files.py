@@ -1,14 +1,17 @@
 """Buckets in the task lifecycle over the real wire: resources copied into TASK_PATH, results
 uploaded to the result bucket, PATCH re-sync, snapshots (contract §9.3)."""
 
+import os
+import uuid as uuid_
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Server, sh, task_body, wait_final, wait_for
-from tests.s3.conftest import Account, S3Client, unique_bucket
+from tests.conftest import Server, make_server, sh, task_body, wait_final, wait_for
+from tests.s3.conftest import Account, S3Client, s3_client, unique_bucket
 
 
 @pytest.fixture
@@ -170,6 +173,32 @@ def test_patch_makes_running_instances_fetch_new_resources(api: httpx.Client, ac
     task = wait_final(api, uuid)
     assert task["state"] == "Success", task["errors"]
     assert api.get(f"/tasks/{uuid}/stdout/0").text.endswith("12")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server gives users uids")
+def test_resources_are_the_instances_own_when_it_runs_as_its_users_uid(
+    tmp_path: Path,
+) -> None:
+    """Without a sandbox a root server runs the instance as its user's uid: the resources
+    it got at start and those a PATCH fetched later are its own to change."""
+    server = make_server(tmp_path, "sqlite", CALOR_SANDBOX="off").start()
+    try:
+        email = f"uid-{uuid_.uuid4().hex[:8]}@test.local"
+        token = server.new_user(email)
+        s3 = s3_client(server, email, token, signature_version="s3v4")
+        inputs = _bucket(s3, {"first.txt": b"1"})
+        with httpx.Client(base_url=server.url, headers={"Authorization": token}) as api:
+            command = f"echo a >> first.txt && {_until('late.txt')} && echo b >> late.txt && id -u"
+            uuid = _submit(api, sh(command), resourceBuckets=[inputs])
+            _wait_executing(api, uuid)
+            s3.put_object(Bucket=inputs, Key="late.txt", Body=b"2")
+            assert api.patch(f"/tasks/{uuid}").status_code == 200
+            task = wait_final(api, uuid)
+            out = api.get(f"/tasks/{uuid}/stdout/0").text
+        assert task["state"] == "Success", (task["errors"], out)
+        assert int(out.splitlines()[-1]) >= 1000
+    finally:
+        server.stop()
 
 
 def test_instant_snapshot_uploads_while_running(api: httpx.Client, acc: Account) -> None:

@@ -214,6 +214,9 @@ class DockerRuntime:
     def base_environment(self, task_path: str) -> dict[str, str]:
         return {}  # the image's own PATH, HOME… stay in force
 
+    def give_files(self, job: InstanceJob, workdir: Path) -> None:
+        pass  # a container sees its files as it saw those fetched before it started
+
     def banner(self, job: InstanceJob) -> str | None:
         return None
 

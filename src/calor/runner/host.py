@@ -179,6 +179,11 @@ class HostRuntime:
     def base_environment(self, task_path: str) -> dict[str, str]:
         return {"PATH": SAFE_PATH, "HOME": task_path, "LANG": "C.UTF-8"}
 
+    def give_files(self, job: InstanceJob, workdir: Path) -> None:
+        uid = self.uid_of(job)
+        if uid is not None:
+            _chown_tree(workdir, uid)
+
     def banner(self, job: InstanceJob) -> str | None:
         image = f"{job.constants.get('DOCKER_REPO', '')}:{job.constants.get('DOCKER_TAG', '')}"
         return (
@@ -249,14 +254,17 @@ def _hand_over(workdir: Path, secrets: Path | None, uid: int) -> None:
     can be crossed, not listed, by other uids."""
     own = workdir.parent
     for tree in (own, secrets):
-        if tree is None or not tree.exists():
-            continue
-        os.chown(tree, uid, uid, follow_symlinks=False)
-        for root, dirs, files in os.walk(tree):
-            for name in [*dirs, *files]:
-                os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+        if tree is not None and tree.exists():
+            _chown_tree(tree, uid)
     own.chmod(0o700)
     own.parent.chmod(0o711)
+
+
+def _chown_tree(tree: Path, uid: int) -> None:
+    os.chown(tree, uid, uid, follow_symlinks=False)
+    for root, dirs, files in os.walk(tree):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
 def _program(name: str, path: str, workdir: Path) -> str | None:

@@ -260,6 +260,7 @@ class InstanceRunner:
                         live.inputs,
                         lambda _p: None,
                     )
+                    self.runtime.give_files(live.job, live.workdir)
         finally:
             with self._live_lock:
                 held = row_id in self._held

@@ -74,6 +74,10 @@ class Runtime(Protocol):
     def banner(self, job: InstanceJob) -> str | None:
         """A first stdout line that says how the instance runs, if the user should know."""
 
+    def give_files(self, job: InstanceJob, workdir: Path) -> None:
+        """Files calor has put in a running attempt's working directory (resources fetched
+        again) become the attempt's to change, where it runs as a user of its own."""
+
     def run(self, launch: Launch) -> RunResult:
         """Run the attempt to its end; errors become the result's error, never exceptions."""
 
