@@ -292,19 +292,19 @@ def _queue_head(conn: Any, want: int, blocked: set[int]) -> list[Any]:
     yet of ``blocked`` users, in the order they were queued."""
     rows: list[Any] = []
     after, size = 0, max(8, want * HEAD_PAGE_FACTOR)
-    while len(rows) < want:
-        with in_index_order(conn):
+    with in_index_order(conn):
+        while len(rows) < want:
             page = conn.execute(_QUEUE_HEAD, {"after": after, "limit": size}).all()
-        page.sort(key=lambda r: r.id)
-        rows += [
-            r
-            for r in page
-            if r.pool_id is None
-            and not (r.user_id in blocked and r.task_state == TaskState.SUBMITTED.value)
-        ]
-        if len(page) < size:
-            break
-        after = page[-1].id
+            page.sort(key=lambda r: r.id)
+            rows += [
+                r
+                for r in page
+                if r.pool_id is None
+                and not (r.user_id in blocked and r.task_state == TaskState.SUBMITTED.value)
+            ]
+            if len(page) < size:
+                break
+            after = page[-1].id
     return rows[:want]
 
 

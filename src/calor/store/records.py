@@ -71,39 +71,11 @@ _STATES = {s.value: s for s in InstanceState}
 
 def instance_record(row: Any) -> InstanceRecord:
     """A row of INSTANCE_COLUMNS; unpacked by position, as a task's full JSON builds one per
-    instance (10^5 in a big task) and a lookup by name costs several times more."""
-    (
-        row_id,
-        _task_id,
-        instance_id,
-        state,
-        attempts,
-        progress,
-        started_at,
-        ended_at,
-        wall_time_sec,
-        cpu_time_sec,
-        peak_memory_mb,
-        exit_code,
-        error,
-        transfer_progress,
-        results,
-    ) = row
-    return InstanceRecord(
-        row_id,
-        instance_id,
-        _STATES[state],
-        attempts,
-        progress,
-        started_at,
-        ended_at,
-        wall_time_sec,
-        cpu_time_sec,
-        peak_memory_mb,
-        exit_code,
-        error,
-        transfer_progress,
-        tuple(results) if results else (),
+    instance (10^5 in a big task) and a lookup by name costs several times more. Between the
+    state and the results the columns are InstanceRecord's fields, in its order."""
+    row_id, _task_id, instance_id, state, *between, results = row
+    return InstanceRecord._make(
+        (row_id, instance_id, _STATES[state], *between, tuple(results) if results else ())
     )
 
 
